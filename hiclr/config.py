@@ -1,0 +1,244 @@
+"""Typed configuration: one dataclass per step; defaults ← recipe YAML ← ``--set a.b=value``.
+
+A recipe is a YAML file with one section per step (``prepare``, ``pseudolabel``, ``oversegment``,
+``refine``, ``train``, ``evaluate``, ``predict``). Unknown keys are rejected with the closest valid
+name. Every step records the resolved config and its fingerprint next to its outputs, so a rerun
+with the same settings skips finished scenes and a changed setting redoes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from hiclr.errors import HiclrError
+
+T = TypeVar("T")
+
+# Fields that change how a step runs but never what it computes: left out of fingerprints.
+NON_SEMANTIC = frozenset({"workers", "shard", "overwrite", "progress", "device", "batch_frames", "log_every"})
+
+
+# --------------------------------------------------------------------------------------------
+# step configs
+
+
+@dataclass
+class SyntheticConfig:
+    """`hiclr prepare synthetic`: procedural indoor rooms with rendered RGB-D views."""
+
+    scenes: int = 4  # number of rooms
+    seed: int = 0  # base seed; room i uses seed + i
+    views: int = 12  # RGB-D views rendered per room
+    width: int = 640  # image width in pixels (ScanNet depth grid)
+    height: int = 480  # image height in pixels
+    spacing: float = 0.03  # target vertex spacing of the tessellated mesh, metres
+    ceiling: bool = False  # add a ceiling (labelled ignore, as in ScanNet-20)
+    val_fraction: float = 0.25  # share of rooms put in the val split
+
+
+@dataclass
+class ScanNetConfig:
+    """`hiclr prepare scannet`: raw ScanNet v2 scans into the store."""
+
+    frame_stride: int = 20  # keep every n-th frame of the RGB-D stream
+    splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    image_width: int = 640  # colour is resized to the depth grid
+    image_height: int = 480
+
+
+@dataclass
+class NuScenesConfig:
+    """`hiclr prepare nuscenes`: nuScenes keyframes with lidarseg labels into the store."""
+
+    version: str = "v1.0-trainval"
+    splits: list[str] = field(default_factory=lambda: ["train", "val"])
+
+
+@dataclass
+class PseudolabelConfig:
+    """`hiclr pseudolabel`: MaskCLIP (or the synthetic-only oracle) labels, point↔pixel pairs."""
+
+    labeler: str = "maskclip"  # maskclip | oracle (synthetic data only)
+    clip: str = "ViT-B-16"  # open_clip model name
+    clip_weights: str = "openai"  # open_clip pretrained tag or a local checkpoint path
+    depth_test: str = "absolute"  # absolute | relative
+    depth_tolerance: float = 0.05  # metres, for the absolute test
+    depth_relative: float = 0.25  # fraction of the measured depth, for the relative test
+    min_distance: float = 1.0  # metres; views without depth (LiDAR datasets) pair points farther than this
+    noise: float = 0.5  # oracle only: noise level in [0, 1]
+    key_smoothing: bool = False
+    prompt_denoising: bool = False
+    batch_frames: int = 8
+    device: str = "auto"
+
+
+@dataclass
+class OversegmentConfig:
+    """`hiclr oversegment`: normal-based graph segmentation (ScanNet Segmentator rule)."""
+
+    k_thresh: float = 0.01  # Felzenszwalb–Huttenlocher constant k
+    min_size: int = 20  # components smaller than this many vertices are merged
+    knn: int = 10  # neighbours per point when the scene has no faces
+
+
+@dataclass
+class RefineConfig:
+    """`hiclr refine`: intra-set vote of pseudo-labels per (segment, view)."""
+
+    per_view: bool = True  # vote within each (segment, view); False: one vote per segment
+
+
+@dataclass
+class EvaluateConfig:
+    """`hiclr evaluate`: ScanNet-benchmark mIoU of a label array of the store."""
+
+    labels: str = "gt"  # gt | pseudo | refined | pred
+    split: str = "val"
+
+
+# --------------------------------------------------------------------------------------------
+# building configs from dictionaries
+
+
+def _closest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.0)
+    return f"did you mean '{match[0]}'?" if match else f"valid keys: {', '.join(options)}"
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise HiclrError(f"{where}: expected a mapping, got {value!r}", "check the recipe's indentation")
+        return from_dict(typ, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if origin is list:
+        (item,) = typing.get_args(typ) or (Any,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise HiclrError(f"{where}: expected a list, got {value!r}", "write it as [a, b] or a,b")
+        return [_coerce(v, item, where) for v in value]
+    if origin is dict or typ is Any:
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise HiclrError(f"{where}: expected true/false, got {value!r}", "use true or false")
+    if typ in (int, float, str):
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise HiclrError(f"{where}: expected an integer, got {value!r}", "give a whole number")
+        try:
+            return typ(value)
+        except (TypeError, ValueError):
+            raise HiclrError(f"{where}: expected {typ.__name__}, got {value!r}", "fix the value") from None
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys fail with the closest valid name."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        here = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise HiclrError(f"unknown setting '{here}'", _closest(str(key), names))
+        kwargs[key] = _coerce(value, hints[key], here)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["train.epochs=3", "pseudolabel.noise=0.2"]`` → nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise HiclrError(f"--set {item!r}: expected key=value", "for example --set train.epochs=3")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_recipe(path: Path | str | None) -> dict[str, Any]:
+    """The raw sections of a recipe YAML file ({} for None)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        builtin = Path(__file__).resolve().parent.parent / "recipes" / f"{path}"
+        if not builtin.suffix:
+            builtin = builtin.with_suffix(".yaml")
+        if builtin.is_file():
+            path = builtin
+        else:
+            raise HiclrError(f"{path}: recipe not found", "give a path to a YAML file, e.g. recipes/synthetic.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise HiclrError(f"{path}: not valid YAML ({exc})", "fix the recipe file") from exc
+    if not isinstance(data, dict):
+        raise HiclrError(f"{path}: a recipe is a mapping of step sections", "see recipes/synthetic.yaml")
+    return data
+
+
+def load_section(cls: type[T], section: str, recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                 **cli_values: Any) -> T:
+    """Resolve one step's config: dataclass defaults ← recipe section ← ``--set`` ← explicit CLI options.
+
+    ``cli_values`` whose value is None are ignored (an option the user did not give)."""
+    data = read_recipe(recipe).get(section, {}) or {}
+    data = merge(data, parse_overrides(overrides).get(section, {}))
+    unknown_sections = set(parse_overrides(overrides)) - {section}
+    if unknown_sections:
+        raise HiclrError(f"--set {sorted(unknown_sections)[0]}.…: this command reads only the '{section}' section",
+                         f"write --set {section}.KEY=VALUE")
+    data = merge(data, {k: v for k, v in cli_values.items() if v is not None})
+    return from_dict(cls, data, section)
+
+
+def fingerprint(cfg: Any, **extra: Any) -> str:
+    """A short stable hash of what a config computes (run-time-only fields left out)."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in NON_SEMANTIC}
+    d.update(extra)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def save_config(cfg: Any, path: Path | str) -> None:
+    """Write the resolved config as YAML (atomically), next to the step's outputs."""
+    from hiclr.store import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,1 @@
+"""The `hiclr` command line: a thin click layer over the `hiclr` library."""

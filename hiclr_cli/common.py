@@ -1,0 +1,65 @@
+"""What every subcommand shares: error reporting, common options, progress and printing."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into one red line with a hint and exit code 1 (`hiclr --debug` re-raises)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from hiclr.errors import HiclrError
+
+        ctx = click.get_current_context()
+        debug = bool((ctx.find_root().obj or {}).get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except HiclrError as exc:
+            if debug:
+                raise
+            msg = f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else "")
+            click.secho(msg, fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("interrupted: finished scenes are kept; rerun the same command to resume", fg="yellow", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def recipe_options(fn: F) -> F:
+    """--recipe FILE and repeatable --set a.b=value."""
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override a recipe setting, e.g. --set pseudolabel.noise=0.3 (repeatable).")(fn)
+    fn = click.option("--recipe", type=click.Path(dir_okay=False), default=None,
+                      help="Recipe YAML (defaults ← recipe ← --set ← options).")(fn)
+    return fn
+
+
+def run_options(fn: F) -> F:
+    """--workers, --shard k/n, --overwrite, --scenes: how a per-scene step runs."""
+    fn = click.option("--overwrite", is_flag=True, help="Redo scenes whose outputs exist with the same settings.")(fn)
+    fn = click.option("--shard", default=None, metavar="K/N", help="Process only shard K of N (1-based), for job arrays.")(fn)
+    fn = click.option("--workers", type=int, default=1, show_default=True, help="Scenes processed in parallel.")(fn)
+    return fn
+
+
+def echo_table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> None:
+    """Print an aligned text table."""
+    allrows = ([header] if header else []) + rows
+    if not allrows:
+        return
+    widths = [max(len(str(r[i])) for r in allrows) for i in range(len(allrows[0]))]
+    for j, r in enumerate(allrows):
+        click.echo("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if header and j == 0:
+            click.echo("  ".join("-" * w for w in widths))
