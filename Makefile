@@ -1,0 +1,32 @@
+# hiclr's two set-up commands (see README):
+#   make demo   fresh .venv, install, run the whole pipeline on the embedded synthetic dataset
+#   make test   fresh .venv, install, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+TORCH  := torch==2.14.1 torchvision==0.29.1
+PIPC   := $(BIN)/pip install -c requirements/constraints.txt
+
+.PHONY: demo test backends bench clean-demo
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@bash scripts/check_system.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(PIPC) -q -e '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	bash scripts/demo.sh $(BIN)/hiclr $(DEMO)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow and not backend"
+
+# Optional fast sparse backend: MinkowskiEngine 0.5.4 built from source (CPU-only here; ~4-10 min).
+backends: $(VENV)/.installed
+	bash scripts/build_minkowski.sh $(VENV)
+	$(BIN)/python -m pytest -q -m backend
+
+clean-demo:
+	rm -rf $(DEMO)

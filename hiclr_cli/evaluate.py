@@ -1,0 +1,63 @@
+"""`hiclr evaluate`: score a label array of the store (or a model's predictions) with mIoU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hiclr_cli.common import echo_table, handle_errors, recipe_options
+
+
+@click.command()
+@click.argument("data", type=click.Path(file_okay=False))
+@click.option("--labels", type=click.Choice(["gt", "pseudo", "refined", "pred"]), default=None,
+              help="Which labels to score: ground truth (sanity check), pseudo-labels (majority over views), "
+                   "refined pseudo-labels, or model predictions.  [default: gt, or pred with --model]")
+@click.option("--split", default=None, help="Split to score (train, val, test, all).  [default: val]")
+@click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
+              help="Model file from 'hiclr distill': predict every point first (writes pred.npy per scene).")
+@click.option("--segments", is_flag=True, help="Also report segment quality (count, purity, best reachable mIoU).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write metrics.json.  [default: DATA/metrics/<labels>-<split>.json]")
+@click.option("--device", default="auto", show_default=True, help="Device for --model predictions.")
+@recipe_options
+@handle_errors
+def evaluate(data: str, labels: str | None, split: str | None, model: str | None, segments: bool, out: str | None,
+             device: str, recipe: str | None, overrides: tuple[str, ...]) -> None:
+    """Score DATA's LABELS on SPLIT: per-class IoU, mIoU over present classes, accuracies."""
+    from hiclr.config import EvaluateConfig, load_section
+    from hiclr.evaluate import evaluate_store, format_table, write_metrics
+    from hiclr.store import Store
+
+    if model and labels not in (None, "pred"):
+        raise click.UsageError("--model scores its predictions: drop --labels or use --labels pred")
+    cfg = load_section(EvaluateConfig, "evaluate", recipe, overrides, split=split,
+                       labels=labels or ("pred" if model else None))
+    store = Store.open(data)
+    if model:
+        from hiclr.predict import predict_store
+
+        predict_store(store, Path(model), split=cfg.split, device=device)
+    ev = evaluate_store(store, labels=cfg.labels, split=cfg.split)
+    if segments:
+        from hiclr.segment_eval import segment_quality_store
+
+        ev.extra["segments"] = segment_quality_store(store, ev.scenes)
+    path = Path(out) if out else Path(data) / "metrics" / f"{cfg.labels}-{cfg.split}.json"
+    write_metrics(ev, path)
+
+    s = ev.scores
+    click.echo(f"{cfg.labels} labels, split {cfg.split}: {len(ev.scenes)} scenes, {s['num_points']:,} labelled points")
+    echo_table(format_table(ev), header=("class", "IoU %", "acc %", "points"))
+    click.echo(f"mIoU {100 * s['miou']:.2f} over {s['classes_present']} present classes"
+               f" | overall acc {100 * s['overall_acc']:.2f} | mean class acc {100 * s['mean_class_acc']:.2f}")
+    if s["absent"]:
+        click.echo(f"absent from ground truth (not counted): {', '.join(s['absent'])}")
+    if ev.coverage is not None:
+        click.echo(f"coverage: {100 * ev.coverage:.1f}% of labelled points seen in at least one view (others excluded)")
+    if "segments" in ev.extra:
+        g = ev.extra["segments"]
+        click.echo(f"segments: {g['num_segments']:,} | purity {100 * g['purity']:.1f}% | "
+                   f"best per-segment mIoU {100 * g['oracle_miou']:.1f}")
+    click.echo(f"wrote {path}")
