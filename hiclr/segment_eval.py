@@ -25,7 +25,7 @@ from hiclr.errors import HiclrError
 from hiclr.evaluate import confusion_matrix, scores_from_confusion
 from hiclr.refine import group_mode
 
-__all__ = ["evaluate_segments", "majority_labelling", "segment_quality"]
+__all__ = ["majority_labelling", "segment_quality", "segment_quality_store"]
 
 
 def majority_labelling(
@@ -102,15 +102,15 @@ def segment_quality(
     return _quality_from(conf, len(np.unique(seg[seg >= 0])), names)
 
 
-def evaluate_segments(
-    store: Any, split: str = "val", scene_ids: Sequence[str] | None = None, progress: bool = True
+def segment_quality_store(
+    store: Any, scene_ids: Sequence[str] | None = None, split: str = "val", progress: bool = True
 ) -> dict[str, Any]:
-    """Segment quality over a split, accumulated in one confusion matrix (as :mod:`hiclr.evaluate`).
+    """Segment quality over scenes, accumulated in one confusion matrix (as :mod:`hiclr.evaluate`).
 
     Args:
         store: an open :class:`hiclr.store.Store` whose scenes have ``segments`` and ``label``.
-        split: the split to score (``"all"`` for every scene).
-        scene_ids: explicit scenes instead of the split.
+        scene_ids: the scenes to score; None scores the scenes of ``split``.
+        split: the split used when ``scene_ids`` is None (``"all"`` for every scene).
         progress: show a progress bar.
     Returns:
         the dict of :func:`segment_quality` over all scenes (``num_segments`` summed), plus

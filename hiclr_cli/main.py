@@ -12,6 +12,8 @@ from hiclr import __version__
 COMMANDS: dict[str, str] = {
     "env": "hiclr_cli.env:env",
     "prepare": "hiclr_cli.prepare:prepare",
+    "oversegment": "hiclr_cli.oversegment:oversegment",
+    "refine": "hiclr_cli.refine:refine",
     "evaluate": "hiclr_cli.evaluate:evaluate",
 }
 

@@ -189,3 +189,29 @@ def test_run_oversegment_writes_skips_and_redoes(tmp_path) -> None:
     assert run_oversegment(store, cfg, overwrite=True, progress=False).done == ["s0"]
     assert run_oversegment(store, OversegmentConfig(min_size=500), progress=False).done == ["s0"]
     assert store.scene("s0").read("segments").max() == 0
+
+
+def test_segment_quality_store_and_cli(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from hiclr.segment_eval import segment_quality_store
+    from hiclr.store import Store
+    from hiclr_cli.main import cli
+
+    store = Store.create(tmp_path, "t", ["floor", "wall"], splits={"val": ["s0", "s1"]})
+    for sid, down in (("s0", False), ("s1", True)):
+        v, f, i = folded(21, 15, 10, down)
+        scene = store.scene(sid)
+        scene.write("coord", v, "test", "x")
+        scene.write("faces", f, "test", "x")
+        scene.write("label", np.where(i < 10, 0, 1).astype(np.int16), "test", "x")
+    r = CliRunner().invoke(cli, ["oversegment", str(tmp_path), "--min-size", "20"])
+    assert r.exit_code == 0, r.output
+    assert "2 done" in r.output and "4 segments" in r.output
+    q = segment_quality_store(store, ["s0", "s1"], progress=False)
+    assert q["num_segments"] == 4 and q["num_points"] == 2 * 21 * 15
+    # the crease row (labelled wall here) goes to one side: at most 2 x 15 points are impure
+    assert 1 - 30 / 630 <= q["purity"] <= 1.0 and q["oracle_miou"] > 0.9
+    assert segment_quality_store(store, split="val", progress=False)["scenes"] == ["s0", "s1"]
+    r = CliRunner().invoke(cli, ["oversegment", str(tmp_path)])
+    assert r.exit_code == 0 and "2 skipped" in r.output

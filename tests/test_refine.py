@@ -151,3 +151,26 @@ def test_run_refine_writes_refined_pairs(tmp_path) -> None:
     store.scene("s0").write("segments", np.array([0, 1, 1, 1], np.int32), "test", "s2")
     assert run_refine(store, RefineConfig(), progress=False).done == ["s0"]
     assert store.scene("s0").read_pairs("refined").label.tolist() == [2, 1, 1, 0, 1, 1]
+
+
+def test_refine_cli(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from hiclr.store import Pairs, Store
+    from hiclr_cli.main import cli
+
+    store = Store.create(tmp_path, "t", ["a", "b"], splits={"val": ["s0"]})
+    scene = store.scene("s0")
+    scene.write("coord", np.zeros((3, 3), np.float32), "test", "x")
+    frame = np.zeros((2, 2, 3), np.uint8)
+    scene.write_views(
+        np.eye(3, dtype=np.float32)[None], np.eye(4, dtype=np.float32)[None], [frame], None, "t", "x"
+    )
+    scene.write("segments", np.zeros(3, np.int32), "test", "s")
+    scene.write_pairs("pairs", Pairs(np.arange(3), np.zeros(3), np.array([1, 0, 1]), np.ones(3)), "test", "p")
+    r = CliRunner().invoke(cli, ["refine", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "1 done" in r.output and "1 of 3 pair labels changed" in r.output
+    assert store.scene("s0").read_pairs("refined").label.tolist() == [1, 1, 1]
+    r = CliRunner().invoke(cli, ["refine", str(tmp_path), "--per-segment"])
+    assert r.exit_code == 0 and "1 done" in r.output  # a new setting redoes the scene
