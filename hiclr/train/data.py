@@ -1,0 +1,133 @@
+"""Training data: per scene the points, the labelled pairs, the segments; augmentation; sampling.
+
+Every random choice of an epoch (scene order, rotation, flips, sampled points) comes from a
+generator seeded by ``(seed, epoch, scene)``, never from global state, so a run resumed at an epoch
+boundary sees exactly the batches an uninterrupted run sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiclr.errors import HiclrError
+from hiclr.train.config import TrainConfig
+from hiclr.train.sampler import point_labels, sample_points
+
+
+def input_features(color: np.ndarray | None, normal: np.ndarray | None, kind: str, n: int) -> np.ndarray:
+    """Network input per point, (N, 3|6) float32: RGB scaled to [-1, 1] (mid-grey when the source
+    has no colour), then the unit normal for ``kind="color_normal"``."""
+    rgb = np.zeros((n, 3), np.float32) if color is None else color.astype(np.float32) / 127.5 - 1.0
+    if kind == "color":
+        return rgb
+    if normal is None:
+        raise HiclrError("the model's input needs normals but the points have none", "compute normals first")
+    return np.concatenate([rgb, normal.astype(np.float32)], axis=1)
+
+
+def augment(coord: np.ndarray, normal: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random rotation about z (uniform angle) and random x / y flips (each with probability 1/2)."""
+    a = rng.uniform(0.0, 2.0 * math.pi)
+    c, s = math.cos(a), math.sin(a)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    flip = np.diag([-1.0 if rng.random() < 0.5 else 1.0, -1.0 if rng.random() < 0.5 else 1.0, 1.0]).astype(np.float32)
+    m = flip @ rot
+    return coord @ m.T, (normal @ m.T if normal is not None else None)
+
+
+def epoch_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+@dataclass
+class SceneItem:
+    """One training scene as tensors (CPU)."""
+
+    scene_id: str
+    coord: torch.Tensor  # (N, 3) float32, augmented
+    feats: torch.Tensor  # (N, 3|6) float32
+    pair_point: torch.Tensor  # (P,) long
+    pair_label: torch.Tensor  # (P,) long
+    sample: torch.Tensor  # (M_s,) long indices of the sampled points (empty when no transformer stage)
+    sample_label: torch.Tensor  # (M_s,) long majority label of each sampled point
+
+
+class TrainScenes(torch.utils.data.Dataset):
+    """Scenes of a split for one epoch; item ``(epoch, i)`` is scene ``i`` with that epoch's randomness."""
+
+    def __init__(self, store: Any, scene_ids: list[str], cfg: TrainConfig, augment: bool = True) -> None:
+        self.store = store
+        self.ids = list(scene_ids)
+        self.cfg = cfg
+        self.augment = augment and cfg.augment
+        self.kind = "refined" if "intraset" in cfg.stages else "pairs"
+        self.need_samples = cfg.transformers
+        for sid in self.ids:  # fail before training starts, naming the missing step
+            scene = store.scene(sid)
+            if not scene.has(self.kind):
+                step = "hiclr refine" if self.kind == "refined" else "hiclr pseudolabel"
+                raise HiclrError(f"{scene.path}: scene {sid} has no {self.kind}", f"run {step} first (stage intraset reads refined pairs)")
+            if self.need_samples and not scene.has("segments"):
+                raise HiclrError(f"{scene.path}: scene {sid} has no segments", "run hiclr oversegment first (intrascene/interscene sample per segment)")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: tuple[int, int]) -> SceneItem:
+        epoch, i = key
+        scene = self.store.scene(self.ids[i])
+        rng = epoch_rng(self.cfg.seed, epoch, i)
+        coord = scene.read("coord")
+        color = scene.read("color") if scene.has("color") else None
+        normal = scene.read("normal") if self.cfg.input == "color_normal" else None
+        if self.augment:
+            coord, normal = augment(coord, normal, rng)
+        pairs = scene.read_pairs(self.kind)
+        c = self.store.num_classes
+        valid = (pairs.label >= 0) & (pairs.label < c)
+        pp, pl = pairs.point[valid].astype(np.int64), pairs.label[valid].astype(np.int64)
+        if self.need_samples:
+            labels = point_labels(len(coord), pp, pl, c)
+            idx = sample_points(scene.read("segments"), labels, self.cfg.samples, rng)
+            sample_label = labels[idx]
+        else:
+            idx = sample_label = np.zeros(0, np.int64)
+        return SceneItem(
+            scene.id,
+            torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32)),
+            torch.from_numpy(input_features(color, normal, self.cfg.input, len(coord))),
+            torch.from_numpy(pp), torch.from_numpy(pl),
+            torch.from_numpy(idx), torch.from_numpy(sample_label),
+        )
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Yields ``(epoch, i)`` keys: a seeded permutation of this rank's share of the scenes."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> list[int]:
+        perm = np.random.default_rng([self.seed, self.epoch, 1 << 20]).permutation(self.n)
+        per_rank = math.ceil(self.n / self.world)
+        perm = np.concatenate([perm, perm[: per_rank * self.world - self.n]])  # pad so every rank has as many
+        return perm[self.rank:: self.world].tolist()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter([(self.epoch, i) for i in self.order()])
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
+
+
+def collate(items: list[SceneItem]) -> list[SceneItem]:
+    return items

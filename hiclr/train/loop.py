@@ -1,0 +1,347 @@
+"""`hiclr train`: the training loop, optimisers, run folder, checkpoints, resume, DDP and AMP.
+
+Run folder ``RUN/``::
+
+    config.yaml     the resolved TrainConfig            run.json   data path, classes, anchors, start/finish
+    env.json        versions, device, backend, world size, anchor source (and its warning)
+    log.csv         one row per epoch: every loss term, lr of both optimisers, seconds, val mIoU
+    ckpt/last.pt    written after every epoch (tensors only)   ckpt/best.pt  best val mIoU so far
+    tb/             TensorBoard events, when the tensorboard package is installed
+
+Resume (``resume=True``) continues from ``ckpt/last.pt`` at the next epoch. Every random choice is
+derived from ``(seed, epoch, scene)`` and the model is built from the same seed, so on CPU a run
+killed between epochs and resumed ends with the same weights as an uninterrupted one.
+Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1), each process trains on its share of the
+scenes of every step with the same code; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from hiclr.config import NON_SEMANTIC, from_dict, to_dict
+from hiclr.errors import HiclrError
+from hiclr.store import Store, atomic_write_bytes, atomic_write_text
+from hiclr.train.anchors import class_anchors
+from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
+from hiclr.train.config import TrainConfig
+from hiclr.train.data import EpochBatches, TrainScenes, collate
+from hiclr.train.model import HiclModel, build_network, mean_of_terms
+from hiclr.train.schedule import active_terms, cosine_lr
+
+TERMS = ("ce", "intra", "inter", "kl")
+LOG_COLUMNS = ("epoch", "loss", *TERMS, "lr", "transformer_lr", "seconds", "val_miou")
+# Settings a resumed run may change: they do not alter what the finished epochs computed.
+RESUMABLE_CHANGES = NON_SEMANTIC | {"epochs", "val_every", "val_max_scenes", "val_split", "stages", "kl_from"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_miou: float | None
+    best_epoch: int | None
+    last: dict[str, float] = field(default_factory=dict)  # loss terms of the last epoch
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HiclrError(f"train.device={name} but CUDA is not available", "use --set train.device=cpu or auto")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world, local_rank); initialises the process group only under torchrun with > 1 process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _all_reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(values)
+        values = values / world
+    return values
+
+
+def write_config(run: Path, cfg: TrainConfig) -> None:
+    atomic_write_text(run / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def read_config(run: Path) -> TrainConfig:
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise HiclrError(f"{path}: not a training run (no config.yaml)", "give the --out folder of hiclr train")
+    return from_dict(TrainConfig, yaml.safe_load(path.read_text()) or {}, "train")
+
+
+def read_run_info(run: Path) -> dict[str, Any]:
+    path = Path(run) / "run.json"
+    if not path.is_file():
+        raise HiclrError(f"{path}: not a training run (no run.json)", "give the --out folder of hiclr train")
+    return json.loads(path.read_text())
+
+
+def _check_resume(run: Path, cfg: TrainConfig) -> None:
+    old = to_dict(read_config(run))
+    new = to_dict(cfg)
+    diff = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if diff:
+        raise HiclrError(f"{run}/config.yaml: --resume with changed settings {diff}",
+                         "resume with the run's own settings (omit --recipe/--set), or train into a new --out folder")
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if int(r["epoch"]) <= upto]
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in LOG_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _tensorboard(run: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the tensorboard package is optional
+        return None
+    return SummaryWriter(str(run / "tb"))
+
+
+def validate(net: torch.nn.Module, text: torch.Tensor, store: Store, scene_ids: list[str], cfg: TrainConfig,
+             device: torch.device) -> float:
+    """mIoU of the network's predictions over ``scene_ids`` (one confusion matrix, every point)."""
+    from hiclr.evaluate import confusion_matrix, scores_from_confusion
+    from hiclr.predict import predict_points
+    from hiclr.train.data import input_features
+
+    c = store.num_classes
+    conf = np.zeros((c, c + 1), dtype=np.int64)
+    for sid in scene_ids:
+        scene = store.scene(sid)
+        coord = scene.read("coord")
+        feats = input_features(scene.read("color") if scene.has("color") else None,
+                               scene.read("normal") if cfg.input == "color_normal" else None, cfg.input, len(coord))
+        pred = predict_points(net, text, coord, feats, device)
+        conf += confusion_matrix(scene.read("label"), pred, c, store.ignore_index)
+    return float(scores_from_confusion(conf, store.classes)["miou"])
+
+
+def _val_scenes(store: Store, cfg: TrainConfig) -> list[str]:
+    if not cfg.val_split or cfg.val_split not in store.splits:
+        return []
+    ids = [s for s in store.scene_ids(cfg.val_split) if store.scene(s).has("label")]
+    return ids[: cfg.val_max_scenes] if cfg.val_max_scenes > 0 else ids
+
+
+def train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool = False, progress: bool = False,
+          on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+    """Train on the ``train`` split of the store at ``data`` into run folder ``out``; see module doc.
+
+    ``on_epoch_end(epoch)`` is called after each epoch's checkpoint is written (tests use it to
+    simulate a killed run)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _train(data, out, cfg, resume, progress, on_epoch_end)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, progress: bool,
+           on_epoch_end: Callable[[int], None] | None) -> TrainResult:
+    from hiclr.envinfo import environment
+
+    run = Path(out)
+    rank, world, local_rank = _distributed()
+    device = pick_device(cfg.device, local_rank)
+    store = Store.open(data)
+    ids = store.scene_ids("train") if "train" in store.splits else []
+    if not ids:
+        raise HiclrError(f"{store.root}: no scenes in split 'train'", "prepare the dataset with a train split")
+    anchors, anchor_info = class_anchors(store, cfg.text_embeddings)
+    text = torch.from_numpy(anchors)
+
+    torch.manual_seed(cfg.seed)  # same initial weights in every process and on resume
+    model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg).to(device)
+    opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    tparams = model.transformer_parameters()
+    opt_tr = torch.optim.AdamW(tparams, lr=cfg.transformer_lr, weight_decay=cfg.transformer_weight_decay) if tparams else None
+
+    start, step, best, best_epoch, log_rows = 0, 0, None, None, []
+    ckpt_dir = run / "ckpt"
+    if resume:
+        _check_resume(run, cfg)
+        state = load_checkpoint(ckpt_dir / "last.pt")
+        model.net.load_state_dict(state["net"])
+        for name in ("intra", "inter"):
+            if getattr(model, name) is not None and name in state:
+                getattr(model, name).load_state_dict(state[name])
+        if state.get("opt_net"):
+            opt_net.load_state_dict(state["opt_net"])
+        if opt_tr is not None and state.get("opt_tr"):
+            opt_tr.load_state_dict(state["opt_tr"])
+        start, step = int(state["epoch"]), int(state["step"])
+        best = float(state["best"]) if state.get("best") is not None else None
+        best_epoch = int(state["best_epoch"]) if state.get("best_epoch") is not None else None
+        log_rows = _read_log(run / "log.csv", start)
+    elif (ckpt_dir / "last.pt").exists():
+        raise HiclrError(f"{run}: a run is already there", "pass --resume to continue it, or choose another --out")
+
+    dataset = TrainScenes(store, ids, cfg)
+    sampler = EpochBatches(len(ids), cfg.seed, rank, world)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    val_ids = _val_scenes(store, cfg)
+
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    amp = cfg.amp and device.type == "cuda"
+
+    writer = None
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        write_config(run, cfg)
+        env = {**environment(), "device": str(device), "world_size": world, "amp": "bf16" if amp else "off",
+               "backend": str(getattr(model.net, "backend_name", cfg.backend)), "anchors": anchor_info["source"]}
+        if "warning" in anchor_info:
+            env["WARNING"] = anchor_info["warning"]
+        atomic_write_text(run / "env.json", json.dumps(env, indent=1))
+        info = {"data": str(Path(data).resolve()), "classes": store.classes, "anchors": anchor_info,
+                "train_scenes": len(ids), "val_scenes": val_ids}
+        atomic_write_text(run / "run.json", json.dumps(info, indent=1))
+        atomic_write_bytes(run / "anchors.npy", _npy_bytes(anchors))
+        writer = _tensorboard(run)
+
+    last: dict[str, float] = {}
+    for epoch in range(start + 1, cfg.epochs + 1):
+        t0 = time.time()
+        terms = active_terms(cfg, epoch)
+        sampler.set_epoch(epoch)
+        model.train()
+        sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
+        batches = 0
+        lr = tlr = 0.0
+        for batch in _progress(loader, progress and rank == 0, f"epoch {epoch}/{cfg.epochs}"):
+            lr = cosine_lr(cfg.lr, step, total_steps)
+            tlr = cosine_lr(cfg.transformer_lr, step, total_steps)
+            for g in opt_net.param_groups:
+                g["lr"] = lr
+            if opt_tr is not None:
+                for g in opt_tr.param_groups:
+                    g["lr"] = tlr
+            opt_net.zero_grad(set_to_none=True)
+            if opt_tr is not None:
+                opt_tr.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                losses = ddp(batch, terms)
+            loss = mean_of_terms(losses)
+            if not torch.isfinite(loss):
+                raise HiclrError(f"epoch {epoch}: the loss is {loss.item()} ({ {k: float(v) for k, v in losses.items()} })",
+                                 "lower train.lr or raise train.temperature; check the pairs with hiclr evaluate --labels pseudo")
+            loss.backward()
+            opt_net.step()
+            if opt_tr is not None:
+                opt_tr.step()
+            step += 1
+            batches += 1
+            sums[0] += float(loss.detach())
+            for i, t in enumerate(TERMS):
+                if t in losses:
+                    sums[i + 1] += float(losses[t].detach())
+        means = _all_reduce_mean(sums / max(batches, 1), world)
+        row: dict[str, Any] = {"epoch": epoch, "loss": f"{means[0]:.6f}", "lr": f"{lr:.6g}",
+                               "transformer_lr": f"{tlr:.6g}" if opt_tr is not None else "",
+                               "seconds": f"{time.time() - t0:.2f}"}
+        last = {"loss": float(means[0])}
+        for i, t in enumerate(TERMS):
+            if t in terms:
+                row[t] = f"{means[i + 1]:.6f}"
+                last[t] = float(means[i + 1])
+        if rank == 0:
+            miou = None
+            if val_ids and (epoch % max(cfg.val_every, 1) == 0 or epoch == cfg.epochs):
+                miou = validate(model.net, model.text, store, val_ids, cfg, device)
+                row["val_miou"] = f"{miou:.6f}"
+                last["val_miou"] = miou
+            state = _state(model, opt_net, opt_tr, epoch, step, best, best_epoch)
+            if miou is not None and (best is None or miou > best):
+                best, best_epoch = miou, epoch
+                state.update(best=best, best_epoch=best_epoch)
+                save_checkpoint(ckpt_dir / "best.pt", state)
+            save_checkpoint(ckpt_dir / "last.pt", state)
+            log_rows.append(row)
+            _write_log(run / "log.csv", log_rows)
+            if writer is not None:
+                for k, v in row.items():
+                    if k != "epoch" and v not in ("", None):
+                        writer.add_scalar(k, float(v), epoch)
+                writer.flush()
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    if writer is not None:
+        writer.close()
+    return TrainResult(run, max(start, cfg.epochs), best, best_epoch, last)
+
+
+def _state(model: HiclModel, opt_net: torch.optim.Optimizer, opt_tr: torch.optim.Optimizer | None, epoch: int, step: int,
+           best: float | None, best_epoch: int | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"net": model.net.state_dict(), "opt_net": opt_net.state_dict(),
+                             "opt_tr": opt_tr.state_dict() if opt_tr is not None else {},
+                             "epoch": epoch, "step": step, "best": best, "best_epoch": best_epoch,
+                             "text": model.text.detach().cpu()}
+    for name in ("intra", "inter"):
+        if getattr(model, name) is not None:
+            state[name] = getattr(model, name).state_dict()
+    return state
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _progress(it: Any, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, unit="batch", leave=False)

@@ -1,0 +1,78 @@
+"""Training end to end on a toy store with a stand-in network: run folder, checkpoints, resume."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from hiclr.errors import HiclrError
+from hiclr.train.config import TrainConfig
+from hiclr.train.loop import train
+
+
+def _cfg(**kw: object) -> TrainConfig:
+    base = dict(epochs=4, batch_size=2, samples=32, ce_from=1, correlation_from=2, kl_from=3, lr=0.05,
+                transformer_layers=1, transformer_heads=2, seed=3, deterministic=True, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    cfg = _cfg()
+    full = train(toy_store.root, tmp_path / "full", cfg)
+    assert full.epochs_done == 4
+
+    def kill(epoch: int) -> None:
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(toy_store.root, tmp_path / "part", cfg, on_epoch_end=kill)
+    with pytest.raises(HiclrError, match="already there"):
+        train(toy_store.root, tmp_path / "part", cfg)
+    train(toy_store.root, tmp_path / "part", cfg, resume=True)
+
+    a = torch.load(tmp_path / "full/ckpt/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part/ckpt/last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 4
+    for part in ("net", "intra", "inter"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    rows = list(csv.DictReader(open(tmp_path / "part/log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+
+
+def test_run_folder_and_log_terms(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+    res = train(toy_store.root, tmp_path / "run", _cfg(epochs=3))
+    run = tmp_path / "run"
+    for f in ("config.yaml", "env.json", "run.json", "log.csv", "ckpt/last.pt", "ckpt/best.pt", "anchors.npy"):
+        assert (run / f).is_file(), f
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert rows[0]["ce"] and not rows[0]["intra"] and not rows[0]["kl"]  # epoch 1: L_ce only
+    assert rows[1]["intra"] and rows[1]["inter"] and not rows[1]["kl"]  # epoch 2: + transformer losses
+    assert rows[2]["kl"]  # epoch 3: + feedback
+    loss = float(rows[2]["loss"])
+    mean = (float(rows[2]["ce"]) + float(rows[2]["intra"]) + float(rows[2]["inter"]) + float(rows[2]["kl"])) / 4
+    assert loss == pytest.approx(mean, rel=1e-4)  # the loss is the mean of the active terms
+    assert 0.0 <= res.best_miou <= 1.0 and rows[-1]["val_miou"]
+    assert "RANDOM" in (run / "env.json").read_text()  # toy store has no CLIP cache: said loudly
+    state = torch.load(run / "ckpt/last.pt", weights_only=True)  # tensors only
+    assert set(state) >= {"net", "intra", "inter", "opt_net", "opt_tr", "epoch", "step", "text"}
+
+
+def test_baseline_has_no_transformers(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+    train(toy_store.root, tmp_path / "b", _cfg(epochs=1, stages=[], val_split=""))
+    state = torch.load(tmp_path / "b/ckpt/last.pt", weights_only=True)
+    assert "intra" not in state and "inter" not in state
+
+
+def test_training_learns_the_toy_task(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+    res = train(toy_store.root, tmp_path / "l", _cfg(epochs=12, stages=["intraset"], lr=0.2, augment=False))
+    assert res.best_miou > 0.5  # labels depend on x only: a per-point MLP must learn them
