@@ -76,7 +76,6 @@ def mesh_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
     Reproduces the reference's float32 arithmetic bit for bit: faces are visited in order, and
     vertex ``v``'s normal becomes ``lerp(n_v, n_face, 1 / (count_v + 1))`` at each incident face.
-    Vectorised over vertices: step ``r`` applies every vertex's r-th incident face at once.
 
     Args:
         vertices: (N, 3) float32 positions, metres.
@@ -101,24 +100,26 @@ def mesh_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     length = np.sqrt(cross[:, 0] * cross[:, 0] + cross[:, 1] * cross[:, 1] + cross[:, 2] * cross[:, 2])
     # a zero-area face contributes a zero normal (the reference divides 0/0 and gets NaN)
     unit = np.divide(cross, length[:, None], out=np.zeros_like(cross), where=length[:, None] > 0)
-    # incidences in the reference's order: face by face, corners i1, i2, i3
-    vert = f.reshape(-1)
-    order = np.argsort(vert, kind="stable")
-    sorted_vert = vert[order]
-    starts = np.searchsorted(sorted_vert, sorted_vert, side="left")
-    rank = np.empty(len(vert), dtype=np.int64)
-    rank[order] = np.arange(len(vert)) - starts  # how many earlier incidences the vertex has
-    face_of = np.arange(len(vert)) // 3
-    normals = np.zeros((n, 3), dtype=np.float32)
+    return _jit(_blend_normals_py)(f, unit.astype(np.float32), n)
+
+
+def _blend_normals_py(faces: np.ndarray, unit: np.ndarray, num_vertices: int) -> np.ndarray:
+    """The reference's normal loop: face by face, corners i1, i2, i3, ``lerp(n, n_f, 1/(c+1))``.
+
+    float32 throughout, in the reference's order of operations (compiled by numba, which does not
+    fuse multiply-adds unless asked, so results match the C++ bit for bit).
+    """
+    normals = np.zeros((num_vertices, 3), dtype=np.float32)
+    count = np.zeros(num_vertices, dtype=np.int64)
     one = np.float32(1.0)
-    by_rank = np.argsort(rank, kind="stable")
-    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max(initial=-1)) + 2))
-    for r in range(len(bounds) - 1):
-        inc = by_rank[bounds[r] : bounds[r + 1]]  # at most one incidence per vertex
-        w_new = one / (np.float32(r) + one)
-        w_old = one - w_new
-        vv = vert[inc]
-        normals[vv] = w_new * unit[face_of[inc]] + w_old * normals[vv]
+    for i in range(faces.shape[0]):
+        for c in range(3):
+            v = faces[i, c]
+            t = one / (np.float32(count[v]) + one)
+            u = one - t
+            for d in range(3):
+                normals[v, d] = t * unit[i, d] + u * normals[v, d]
+            count[v] += 1
     return normals
 
 
@@ -170,7 +171,7 @@ def _segment_graph_py(
 ) -> np.ndarray:
     """Felzenszwalb–Huttenlocher on edges already sorted by weight, then small-segment merging.
 
-    Written for numba's nopython mode (it is compiled by :func:`_kernel`); runs as plain Python
+    Written for numba's nopython mode (it is compiled by :func:`_jit`); runs as plain Python
     only when numba is missing. Returns the union-find root of every vertex.
     """
     parent = np.arange(num_vertices)
@@ -218,14 +219,14 @@ def _segment_graph_py(
     return roots
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel() -> Callable[..., np.ndarray]:
-    """The union-find kernel, compiled with numba on first use (plain Python if numba is absent)."""
+@functools.cache
+def _jit(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``fn`` compiled with numba on first use (cached on disk); ``fn`` itself if numba is absent."""
     try:
         import numba
     except ImportError:  # pragma: no cover - numba is a core dependency
-        return _segment_graph_py
-    return numba.njit(cache=True, nogil=True)(_segment_graph_py)
+        return fn
+    return numba.njit(cache=True, nogil=True)(fn)
 
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
@@ -271,7 +272,7 @@ def segment_graph(
     a = np.ascontiguousarray(edges[order, 0], dtype=np.int64)
     b = np.ascontiguousarray(edges[order, 1], dtype=np.int64)
     w = np.ascontiguousarray(weights[order], dtype=np.float32)
-    roots = _kernel()(int(num_vertices), a, b, w, float(k_thresh), int(min_size))
+    roots = _jit(_segment_graph_py)(int(num_vertices), a, b, w, float(k_thresh), int(min_size))
     return relabel_consecutive(roots)
 
 
