@@ -49,6 +49,7 @@ __all__ = [
     "segment_graph",
     "segment_mesh",
     "segment_points",
+    "stable_argsort_f32",
 ]
 
 
@@ -152,18 +153,28 @@ def edge_weights(points: np.ndarray, normals: np.ndarray, edges: np.ndarray) -> 
     Returns:
         (E,) float32 weights, in [0, 2] for unit normals.
     """
-    p = np.asarray(points, dtype=np.float32)
-    nrm = np.asarray(normals, dtype=np.float32)
-    a, b = edges[:, 0], edges[:, 1]
-    na, nb = nrm[a], nrm[b]
-    d = p[b] - p[a]
-    with np.errstate(invalid="ignore", divide="ignore"):  # a zero-length edge: NaN, never convex
-        d = d / np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2])[:, None]
-    dot = na[:, 0] * nb[:, 0] + na[:, 1] * nb[:, 1] + na[:, 2] * nb[:, 2]
-    convex = (nb[:, 0] * d[:, 0] + nb[:, 1] * d[:, 1] + nb[:, 2] * d[:, 2]) > 0
-    w = np.float32(1.0) - dot
-    w[convex] = w[convex] * w[convex]
-    return w.astype(np.float32, copy=False)
+    p = np.ascontiguousarray(points, dtype=np.float32)
+    nrm = np.ascontiguousarray(normals, dtype=np.float32)
+    e = np.ascontiguousarray(edges, dtype=np.int64).reshape(-1, 2)
+    return _jit(_edge_weights_py)(p, nrm, e)
+
+
+def _edge_weights_py(p: np.ndarray, nrm: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The reference's weight loop in float32 (compiled by numba; see :func:`edge_weights`)."""
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    w = np.empty(edges.shape[0], dtype=np.float32)
+    for i in range(edges.shape[0]):
+        a, b = edges[i, 0], edges[i, 1]
+        dx, dy, dz = p[b, 0] - p[a, 0], p[b, 1] - p[a, 1], p[b, 2] - p[a, 2]
+        dd = np.float32(np.sqrt(dx * dx + dy * dy + dz * dz))
+        dot = nrm[a, 0] * nrm[b, 0] + nrm[a, 1] * nrm[b, 1] + nrm[a, 2] * nrm[b, 2]
+        ww = one - dot
+        # a zero-length edge gives NaN in the reference, and NaN > 0 is false: never convex
+        if dd > zero and nrm[b, 0] * (dx / dd) + nrm[b, 1] * (dy / dd) + nrm[b, 2] * (dz / dd) > zero:
+            ww = ww * ww
+        w[i] = ww
+    return w
 
 
 def _segment_graph_py(
@@ -229,6 +240,25 @@ def _jit(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return numba.njit(cache=True, nogil=True)(fn)
 
 
+def stable_argsort_f32(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` for float32, about 3x faster on large arrays.
+
+    Each float is mapped to a uint32 with the same order (sign bit flipped for non-negative values,
+    all bits flipped for negative ones; -0.0 is first turned into +0.0 so the two stay tied), and
+    the index is packed into the low 32 bits so a plain sort of uint64 keys is stable.
+
+    Args:
+        values: (E,) float32 without NaN, E < 2**32.
+    Returns:
+        (E,) int64 permutation sorting ``values`` ascending, ties in index order.
+    """
+    v = np.ascontiguousarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    bits = v.view(np.uint32)
+    key = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+    key = np.sort((key << np.uint64(32)) | np.arange(len(v), dtype=np.uint64))
+    return (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     """Renumber ids to ``0..S-1`` in order of each id's first occurrence.
 
@@ -268,7 +298,7 @@ def segment_graph(
             f"edge endpoints must lie in [0, {num_vertices}), got [{edges.min()}, {edges.max()}]",
             "check that faces index the vertex array",
         )
-    order = np.argsort(weights, kind="stable")
+    order = stable_argsort_f32(weights)
     a = np.ascontiguousarray(edges[order, 0], dtype=np.int64)
     b = np.ascontiguousarray(edges[order, 1], dtype=np.int64)
     w = np.ascontiguousarray(weights[order], dtype=np.float32)

@@ -16,6 +16,7 @@ from hiclr.oversegment import (
     segment_graph,
     segment_mesh,
     segment_points,
+    stable_argsort_f32,
 )
 from hiclr.segment_eval import majority_labelling, segment_quality
 
@@ -117,6 +118,16 @@ def test_bad_faces_raise() -> None:
         segment_mesh(v, np.array([[0, 1, 3]]))
     with pytest.raises(HiclrError, match="shape"):
         segment_mesh(v, np.array([0, 1, 2]))
+
+
+def test_stable_argsort_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    for w in (
+        rng.standard_normal(5000).astype(np.float32),
+        np.round(rng.random(5000) * 8).astype(np.float32) - 3,  # many ties
+        np.array([0.0, -0.0, 1, -1, 0.0, -2, np.inf, -np.inf, 1e-30, -1e-30], dtype=np.float32),
+    ):
+        assert np.array_equal(stable_argsort_f32(w), np.argsort(w, kind="stable"))
 
 
 def test_relabel_consecutive_orders_by_first_vertex() -> None:
