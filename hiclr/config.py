@@ -62,6 +62,8 @@ class NuScenesConfig:
 
     version: str = "v1.0-trainval"
     splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    image_scale: float = 1.0  # camera images (1600x900) and their intrinsics are resized by this factor
+    normal_knn: int = 16  # neighbours for LiDAR point normals (PCA), oriented towards the sensor
 
 
 @dataclass

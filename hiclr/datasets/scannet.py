@@ -42,7 +42,7 @@ from hiclr.config import ScanNetConfig, fingerprint
 from hiclr.datasets.classes import NYU40_TO_SCANNET20, SCANNET20_CLASSES, map_nyu40
 from hiclr.errors import HiclrError
 from hiclr.runner import RunSummary, run_scenes, select_shard
-from hiclr.store import Scene, Store
+from hiclr.store import Store
 
 STEP = "hiclr prepare scannet"
 SPLITS = ("train", "val", "test")
@@ -140,7 +140,7 @@ def resample_color(rgb: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, size: 
     if over > 0.25 * max(ws, hs):
         raise HiclrError("colour and depth intrinsics do not describe overlapping images",
                          "check intrinsic_color / intrinsic_depth of this scan")
-    pad = int(math.ceil(over)) + 1 if over > 0 else 0
+    pad = math.ceil(over) + 1 if over > 0 else 0
     img = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else rgb
     box = (x0 + pad, y0 + pad, x1 + pad, y1 + pad)
     if (W, H) == (ws, hs) and np.allclose(box, (0, 0, ws, hs), atol=1e-6):
@@ -427,6 +427,10 @@ def prepare_scannet(raw: Path, out: Path, cfg: ScanNetConfig, workers: int = 1, 
     number of frames dropped for invalid poses (listed scans absent from ``raw`` are not
     failures: :func:`scan_ids_for_splits` names them)."""
     raw, out = Path(raw), Path(out)
+    stray = sorted(set(split_files or {}) - set(cfg.splits))
+    if stray:
+        raise HiclrError(f"a scene list is given for split {stray[0]!r}, which is not prepared",
+                         f"add it: --splits {','.join([*cfg.splits, *stray])}")
     found, _ = scan_ids_for_splits(raw, list(cfg.splits), split_files)
     store = _open_or_create(out)
     for split, ids in found.items():

@@ -18,8 +18,13 @@ import pytest
 from PIL import Image
 
 from hiclr.config import ScanNetConfig
-from hiclr.datasets.scannet import (official_split, prepare_scannet, scale_intrinsics, select_frames,
-                                    vertex_normals)
+from hiclr.datasets.scannet import (
+    official_split,
+    prepare_scannet,
+    scale_intrinsics,
+    select_frames,
+    vertex_normals,
+)
 from hiclr.store import Store
 
 K_C = np.array([[292.0, 0, 161.6], [0, 291.0, 145.0], [0, 0, 1]])  # colour camera, 324x242
@@ -275,3 +280,19 @@ def test_select_frames_rejects_bad_stride():
     assert select_frames(fr, 1) == ([0, 1], 0)
     with pytest.raises(HiclrError):
         select_frames(fr, 0)
+
+
+def test_cli_reports_done_failed_and_dropped(raw, tmp_path):
+    from click.testing import CliRunner
+
+    from hiclr_cli.main import cli
+
+    out = tmp_path / "cli"
+    args = ["prepare", "scannet", "--raw", str(raw), "--out", str(out), "--frame-stride", "1",
+            "--set", f"scannet.image_width={DW}", "--set", f"scannet.image_height={DH}"]
+    r = CliRunner().invoke(cli, args, obj={})
+    assert r.exit_code == 1, r.output  # one scan is broken
+    assert "2 done, 0 skipped (up to date), 1 failed" in r.output
+    assert "failed scene0001_00" in r.output and "frames dropped for invalid poses: 2" in r.output
+    r = CliRunner().invoke(cli, args[:-4] + ["--split-file", "test=x.txt"], obj={})
+    assert r.exit_code == 1 and "not prepared" in r.output
