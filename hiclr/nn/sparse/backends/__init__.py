@@ -14,7 +14,7 @@ from typing import Protocol
 
 from torch import Tensor
 
-from hiclr.errors import HiclrError
+from hiclr.errors import HiclrError, MissingDependencyError
 
 BACKENDS = ("torch", "minkowski", "spconv", "torchsparse")
 _PACKAGES = {"minkowski": "MinkowskiEngine", "spconv": "spconv", "torchsparse": "torchsparse"}
@@ -68,8 +68,24 @@ def resolve_backend(name: str, device_type: str) -> str:
     return name
 
 
+_HINTS = {
+    "minkowski": "build it with: bash scripts/build_minkowski.sh .venv  (needs apt package libopenblas-dev)",
+    "spconv": "pip install spconv-cu120 (CUDA 12 wheel; the CPU wheel is 'spconv')",
+    "torchsparse": "install torchsparse from https://github.com/mit-han-lab/torchsparse (not on PyPI)",
+}
+
+
+def check_installed(name: str) -> None:
+    """Raise :class:`MissingDependencyError` (with an install hint) if a backend's library is absent."""
+    if not _installed(name):
+        err = MissingDependencyError(_PACKAGES[name], name, f"the '{name}' sparse backend")
+        err.hint = _HINTS[name]
+        raise err
+
+
 def get_backend(name: str) -> Backend:
     """The adapter object of a backend, importing its library now (MissingDependencyError if absent)."""
     if name not in _MODULES:
         raise HiclrError(f"unknown sparse backend {name!r}", f"choose one of: {', '.join(BACKENDS)}")
+    check_installed(name)
     return importlib.import_module(_MODULES[name]).BACKEND
