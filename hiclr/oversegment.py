@@ -15,11 +15,14 @@ the ``*_vh_clean_2.0.010000.segs.json`` files shipped with every ScanNet scan:
 5. Components smaller than ``min_size`` vertices are merged along the edges, in the same sorted
    order, into whichever neighbour they touch first.
 
-Known differences from the C++ reference, none of which changes a segmentation except in
-degenerate cases: the sort here is stable (``std::sort`` orders equal weights arbitrarily), a
-zero-area face contributes a zero normal (the reference divides 0/0 and gets NaN), and segment ids
-are renumbered ``0..S-1`` in order of each segment's smallest vertex (the reference returns the
-union-find root of each vertex).
+The arithmetic is float32 in the reference's order of operations, and the edges are sorted by
+a step-for-step copy of libstdc++'s ``std::sort`` (:mod:`hiclr.introsort`), so even equal weights
+are visited in the reference's order: on the meshes tested (``tests/test_oversegment.py``; also
+against the compiled C++ during development) the segmentation is identical, vertex for vertex.
+Remaining differences: a zero-area face contributes a zero normal (the reference divides 0/0 and
+spreads NaN), a binary built with another C++ library (libc++, MSVC) orders ties differently, and
+segment ids are renumbered ``0..S-1`` by each segment's smallest vertex (the reference returns
+the union-find root of each vertex).
 
 Point clouds without faces (nuScenes LiDAR) use a k-nearest-neighbour graph with the same weights.
 """
@@ -49,7 +52,6 @@ __all__ = [
     "segment_graph",
     "segment_mesh",
     "segment_points",
-    "stable_argsort_f32",
 ]
 
 
@@ -240,25 +242,6 @@ def _jit(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return numba.njit(cache=True, nogil=True)(fn)
 
 
-def stable_argsort_f32(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` for float32, about 3x faster on large arrays.
-
-    Each float is mapped to a uint32 with the same order (sign bit flipped for non-negative values,
-    all bits flipped for negative ones; -0.0 is first turned into +0.0 so the two stay tied), and
-    the index is packed into the low 32 bits so a plain sort of uint64 keys is stable.
-
-    Args:
-        values: (E,) float32 without NaN, E < 2**32.
-    Returns:
-        (E,) int64 permutation sorting ``values`` ascending, ties in index order.
-    """
-    v = np.ascontiguousarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
-    bits = v.view(np.uint32)
-    key = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
-    key = np.sort((key << np.uint64(32)) | np.arange(len(v), dtype=np.uint64))
-    return (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
-
-
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     """Renumber ids to ``0..S-1`` in order of each id's first occurrence.
 
@@ -298,10 +281,14 @@ def segment_graph(
             f"edge endpoints must lie in [0, {num_vertices}), got [{edges.min()}, {edges.max()}]",
             "check that faces index the vertex array",
         )
-    order = stable_argsort_f32(weights)
+    from hiclr.introsort import std_sort
+
+    # sort as the reference's std::sort does, so that equal weights keep its (unstable) order
+    w = np.array(weights, dtype=np.float32)
+    order = np.arange(len(w), dtype=np.int64)
+    std_sort(w, order)
     a = np.ascontiguousarray(edges[order, 0], dtype=np.int64)
     b = np.ascontiguousarray(edges[order, 1], dtype=np.int64)
-    w = np.ascontiguousarray(weights[order], dtype=np.float32)
     roots = _jit(_segment_graph_py)(int(num_vertices), a, b, w, float(k_thresh), int(min_size))
     return relabel_consecutive(roots)
 

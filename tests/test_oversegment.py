@@ -16,7 +16,6 @@ from hiclr.oversegment import (
     segment_graph,
     segment_mesh,
     segment_points,
-    stable_argsort_f32,
 )
 from hiclr.segment_eval import majority_labelling, segment_quality
 
@@ -57,6 +56,19 @@ def test_flat_plane_is_one_segment() -> None:
     i, j, f = grid(30, 20)
     v = np.stack([i * H, j * H, np.full(len(i), 1.5)], 1).astype(np.float32)
     assert np.array_equal(segment_mesh(v, f), np.zeros(len(v), dtype=np.int32))
+
+
+def test_matches_the_compiled_reference_on_a_mesh_with_ties() -> None:
+    # a 30 x 20 grid with a 0.2 m step: many exactly equal weights, so the result depends on the
+    # order std::sort leaves ties in. Expected: ScanNet's segmentator.cpp built with g++ 12 -O2
+    # (k=0.05, min 5 vertices), renumbered by first vertex; a stable sort would give [391, 13, 14, 182].
+    import hashlib
+
+    i, j, f = grid(30, 20)
+    v = np.stack([i * H, j * H, np.where((i > 15) & (j > 6), 0.2, 0.0)], 1).astype(np.float32)
+    seg = segment_mesh(v, f, None, k_thresh=0.05, min_size=5)
+    assert np.bincount(seg).tolist() == [391, 13, 14, 176, 6]
+    assert hashlib.sha256(seg.astype(np.int32).tobytes()).hexdigest()[:16] == "011c8569f7209cec"
 
 
 def test_tiny_component_is_merged() -> None:
@@ -120,14 +132,22 @@ def test_bad_faces_raise() -> None:
         segment_mesh(v, np.array([0, 1, 2]))
 
 
-def test_stable_argsort_matches_numpy() -> None:
+def test_std_sort_orders_ties_as_libstdcxx() -> None:
+    from hiclr.introsort import std_sort
+
+    # the permutation libstdc++'s std::sort (g++ 12) gives for these keys (40 elements, 5 distinct values)
+    key = np.array([(i * 7) % 5 for i in range(40)], dtype=np.float32)
+    golden = [10, 20, 25, 15, 30, 35, 5, 0, 33, 8, 28, 13, 3, 38, 23, 18, 31, 1, 36, 26,
+              21, 6, 16, 11, 39, 19, 4, 34, 9, 29, 14, 24, 12, 27, 32, 7, 17, 37, 2, 22]  # fmt: skip
+    val = np.arange(40, dtype=np.int64)
+    std_sort(key, val)
+    assert val.tolist() == golden
     rng = np.random.default_rng(0)
-    for w in (
-        rng.standard_normal(5000).astype(np.float32),
-        np.round(rng.random(5000) * 8).astype(np.float32) - 3,  # many ties
-        np.array([0.0, -0.0, 1, -1, 0.0, -2, np.inf, -np.inf, 1e-30, -1e-30], dtype=np.float32),
-    ):
-        assert np.array_equal(stable_argsort_f32(w), np.argsort(w, kind="stable"))
+    for n in (0, 1, 2, 17, 3000):
+        w = np.round(rng.random(n) * 9).astype(np.float32)
+        k, v = w.copy(), np.arange(n, dtype=np.int64)
+        std_sort(k, v)
+        assert np.array_equal(k, np.sort(w)) and np.array_equal(w[v], k) and len(set(v.tolist())) == n
 
 
 def test_relabel_consecutive_orders_by_first_vertex() -> None:
