@@ -93,7 +93,7 @@ def pca_normals(coord: np.ndarray, k: int, viewpoint: np.ndarray) -> np.ndarray:
         _, idx = cKDTree(coord).query(coord, k=kk)
         nb = coord[idx].astype(np.float64)  # (N,k,3)
         nb -= nb.mean(axis=1, keepdims=True)
-        cov = np.einsum("nki,nkj->nij", nb, nb)
+        cov = np.matmul(nb.transpose(0, 2, 1), nb)  # (N,3,3)
         _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
         out = vecs[:, :, 0]
     to_view = np.asarray(viewpoint, dtype=np.float64)[None] - coord
@@ -103,6 +103,16 @@ def pca_normals(coord: np.ndarray, k: int, viewpoint: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(out, axis=1, keepdims=True)
     out = np.where(length > 1e-12, out / np.maximum(length, 1e-12), np.array([0.0, 0.0, 1.0]))
     return out.astype(np.float32)
+
+
+def _lidarseg_record(nusc: Any, lidar_token: str) -> dict | None:
+    """The lidarseg record of a LiDAR sample_data (its token is the sample_data token), or None."""
+    if not hasattr(nusc, "lidarseg"):
+        return None
+    try:
+        return nusc.get("lidarseg", lidar_token)
+    except KeyError:
+        return None
 
 
 def _load_image(path: str, scale: float) -> tuple[np.ndarray, tuple[float, float]]:
@@ -181,11 +191,12 @@ def prepare_sample(dataroot: Path, out: Path, token: str, cfg: NuScenesConfig, o
     scene.write("intensity", intensity, STEP, fp)
     scene.write("color", color, STEP, fp)
     scene.write("normal", pca_normals(coord.astype(np.float64), cfg.normal_knn, origin), STEP, fp)
-    has_label = hasattr(nusc, "lidarseg") and lidar_sd["token"] in nusc._token2ind.get("lidarseg", {})
-    if has_label:
+    seg = _lidarseg_record(nusc, lidar_sd["token"])
+    has_label = seg is not None
+    if seg is not None:
         from nuscenes.utils.data_io import load_bin_file
 
-        raw = load_bin_file(str(Path(nusc.dataroot) / nusc.get("lidarseg", lidar_sd["token"])["filename"]), "lidarseg")
+        raw = load_bin_file(str(Path(nusc.dataroot) / seg["filename"]), "lidarseg")
         if len(raw) != len(coord):
             raise HiclrError(f"sample {token}: {len(raw)} lidarseg labels for {len(coord)} points",
                              "the lidarseg download does not match this LiDAR sweep: re-download it")
@@ -239,7 +250,7 @@ def prepare_nuscenes(dataroot: Path, out: Path, cfg: NuScenesConfig, workers: in
     found = sample_tokens_for_splits(nusc, cfg.version, list(cfg.splits))
     if (out / "dataset.yaml").is_file():
         store = Store.open(out)
-        if store.classes != list(NUSCENES16_CLASSES):
+        if store.name != "nuscenes" or store.classes != list(NUSCENES16_CLASSES):
             raise HiclrError(f"{out}: holds another dataset ({store.name})", "give an empty or nuScenes --out folder")
     else:
         store = Store.create(out, "nuscenes", NUSCENES16_CLASSES, LIDARSEG_TO_NUSCENES16, {})

@@ -391,7 +391,7 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
 def _open_or_create(out: Path) -> Store:
     if (Path(out) / "dataset.yaml").is_file():
         store = Store.open(out)
-        if store.classes != list(SCANNET20_CLASSES):
+        if store.name != "scannet" or store.classes != list(SCANNET20_CLASSES):
             raise HiclrError(f"{out}: holds another dataset ({store.name}, {store.num_classes} classes)",
                              "give an empty or ScanNet --out folder")
         return store

@@ -187,7 +187,7 @@ def test_resume_and_pose_matrix(tree, tmp_path):
     root, _ = tree
     out = tmp_path / "store"
     cfg = NuScenesConfig(version=VERSION)
-    assert len(prepare_nuscenes(root, out, cfg, progress=False).done) == 2
+    assert len(prepare_nuscenes(root, out, cfg, workers=2, progress=False).done) == 2
     again = prepare_nuscenes(root, out, cfg, progress=False)
     assert len(again.skipped) == 2 and not again.done
     q = Quaternion(axis=[0.3, -1, 2], degrees=37)

@@ -296,3 +296,25 @@ def test_cli_reports_done_failed_and_dropped(raw, tmp_path):
     assert "failed scene0001_00" in r.output and "frames dropped for invalid poses: 2" in r.output
     r = CliRunner().invoke(cli, args[:-4] + ["--split-file", "test=x.txt"], obj={})
     assert r.exit_code == 1 and "not prepared" in r.output
+
+
+def test_exported_colour_already_on_depth_grid(tmp_path):
+    """Colour exported at 160x120 with the full-size intrinsic_color.txt: treated as registered with depth."""
+    from hiclr.datasets.scannet import find_frames
+
+    root = tmp_path / "scene0002_00"
+    write_exported(root, 1, bad=set())
+    small = np.asarray(Image.fromarray(colour_frame(0)).resize((DW, DH)))
+    Image.fromarray(small).save(root / "color" / "0.jpg", quality=98)
+    fr = find_frames(root, "scene0002_00")
+    assert fr.kind == "exported" and "registered" in fr.color_note
+    np.testing.assert_allclose(fr.K_color, K_D)
+    assert fr.color(0).shape == (DH, DW, 3) and fr.depth(0).dtype == np.uint16
+
+
+def test_refuses_a_store_of_another_dataset(raw, tmp_path):
+    from hiclr.errors import HiclrError
+
+    Store.create(tmp_path / "o", "synthetic", ["a", "b"])
+    with pytest.raises(HiclrError, match="another dataset"):
+        prepare_scannet(raw, tmp_path / "o", ScanNetConfig(), progress=False)
