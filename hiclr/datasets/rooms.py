@@ -201,18 +201,18 @@ def make_layout(rng: np.random.Generator, kind: str) -> Layout:
     others = [k for k in range(4) if door_obj is None or k != door_obj.wall]
     n_windows = {"bedroom": 1 + int(rng.random() < 0.5), "living": 2, "kitchen": 1,
                  "bathroom": int(rng.random() < 0.6)}[kind]
-    curtains = kind in ("bedroom", "living") and rng.random() < 0.8
+    curtains = kind == "bedroom" or (kind == "living" and rng.random() < 0.6)
     for _ in range(n_windows):
         against_wall(layout, rng, fu.window(rng, curtains), walls=others, margin=0.15)
     if kind == "bedroom":
         b = against_wall(layout, rng, fu.bed(rng))
+        d = against_wall(layout, rng, fu.desk(rng))
+        if d is not None:
+            in_front(layout, rng, fu.chair(rng), d, gap=0.05, facing=True)
         if b is not None:
             for _ in range(int(rng.integers(1, 3))):
                 beside(layout, rng, fu.cabinet(rng, "nightstand"), b)
         against_wall(layout, rng, fu.cabinet(rng, "wardrobe" if rng.random() < 0.5 else "dresser"))
-        d = against_wall(layout, rng, fu.desk(rng))
-        if d is not None:
-            in_front(layout, rng, fu.chair(rng), d, gap=0.05, facing=True)
         if rng.random() < 0.6:
             against_wall(layout, rng, fu.bookshelf(rng))
     elif kind == "living":
