@@ -95,6 +95,21 @@ def test_small_merge_on_a_plain_graph() -> None:
     assert np.array_equal(py, segment_graph(33, edges, w, 0.01, min_size=1))
 
 
+def test_plain_python_fallbacks_match_the_compiled_kernels() -> None:
+    from hiclr import oversegment as ov
+
+    v, f, _ = folded(8, 6, 4, down=True)
+    v = v + np.random.default_rng(0).normal(0, 0.003, v.shape).astype(np.float32)
+    normals = ov.mesh_vertex_normals(v, f)
+    f64 = f.astype(np.int64)
+    e1, e2 = v[f64[:, 1]] - v[f64[:, 0]], v[f64[:, 2]] - v[f64[:, 0]]
+    unit = np.cross(e1, e2)
+    unit = (unit / np.sqrt((unit * unit).sum(1, keepdims=True))).astype(np.float32)
+    assert np.allclose(ov._blend_normals_py(f64, unit, len(v)), normals, atol=1e-6)
+    edges = mesh_edges(f).astype(np.int64)
+    assert np.array_equal(ov._edge_weights_py(v, normals, edges), edge_weights(v, normals, edges))
+
+
 def test_fh_threshold_grows_with_k() -> None:
     # a chain with weights 0.005: merged when k/|C| allows it (k=0.01, singletons), not when k=0.001
     edges = np.stack([np.arange(4), np.arange(1, 5)], 1)
