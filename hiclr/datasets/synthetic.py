@@ -224,13 +224,16 @@ def prepare_synthetic(out: Path | str, cfg: SyntheticConfig, workers: int = 1, o
     ("k/n") makes only that share of the rooms; ``dataset.yaml`` always lists the whole dataset."""
     _check(cfg)
     root = Path(out)
-    if (root / "dataset.yaml").is_file():
-        existing = Store.open(root)
-        if existing.name != "synthetic":
-            raise HiclrError(f"{root}: holds the dataset '{existing.name}', not a synthetic one",
-                             "choose another --out folder")
-    Store.create(root, name="synthetic", classes=SCANNET20_CLASSES, source_map=NYU40_TO_SCANNET20,
-                 splits=splits_for(cfg))
+    existing = Store.open(root) if (root / "dataset.yaml").is_file() else None
+    if existing is not None and existing.name != "synthetic":
+        raise HiclrError(f"{root}: holds the dataset '{existing.name}', not a synthetic one",
+                         "choose another --out folder")
+    if existing is not None and existing.classes == list(SCANNET20_CLASSES):
+        existing.meta["splits"] = splits_for(cfg)  # keep whatever else later steps recorded
+        existing.save_meta()
+    else:
+        Store.create(root, name="synthetic", classes=SCANNET20_CLASSES, source_map=NYU40_TO_SCANNET20,
+                     splits=splits_for(cfg))
     save_config(cfg, root / "prepare_synthetic.yaml")
     ids = select_shard([scene_id(cfg.seed + i) for i in range(cfg.scenes)], shard)
     work = functools.partial(_prepare_one, root=str(root), cfg=cfg, overwrite=overwrite)

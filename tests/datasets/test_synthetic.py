@@ -173,8 +173,11 @@ def test_prepare_writes_the_store_then_skips_and_redoes(tmp_path):
     assert again.skipped == ["room_0000", "room_0001"] and not again.done
     assert depth_png.stat().st_mtime_ns == stamp
 
-    redo = prepare_synthetic(out, TINY, overwrite=True, progress=False)
+    before = depth_png.read_bytes(), scene.read("coord").tobytes()
+    redo = prepare_synthetic(out, TINY, overwrite=True, workers=2, progress=False)  # in worker processes
     assert redo.done == ["room_0000", "room_0001"]
+    assert depth_png.stat().st_mtime_ns != stamp
+    assert (depth_png.read_bytes(), store.scene("room_0001").read("coord").tobytes()) == before
     changed = prepare_synthetic(out, dataclasses.replace(TINY, views=3), progress=False)
     assert changed.done == ["room_0000", "room_0001"] and store.scene("room_0000").num_views == 3
     more = prepare_synthetic(out, dataclasses.replace(TINY, views=3, scenes=3), progress=False)
