@@ -10,11 +10,13 @@ PIPC   := $(BIN)/pip install -c requirements/constraints.txt
 
 .PHONY: demo test backends bench clean-demo
 
-$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/nuscenes-devkit-deps.txt
 	@bash scripts/check_system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
 	$(PIPC) -q -e '.[dev]'
+	$(PIPC) -q -r requirements/nuscenes-devkit-deps.txt
+	$(PIPC) -q --no-deps nuscenes-devkit==1.2.0
 	@touch $@
 
 demo: $(VENV)/.installed

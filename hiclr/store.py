@@ -452,7 +452,7 @@ class Scene:
                 if d.dtype != np.uint16:
                     d = np.clip(np.round(np.nan_to_num(d, nan=0.0, posinf=0.0) * 1000.0), 0, 65535).astype(np.uint16)
                 buf = io.BytesIO()
-                Image.fromarray(d).save(buf, format="PNG")
+                Image.fromarray(d).save(buf, format="PNG", compress_level=1)  # 4-7x faster than the default, ~10 % larger
                 atomic_write_bytes(self._view_image("depth", v), buf.getvalue())
         atomic_save_npy(vdir / "intrinsics.npy", K)
         atomic_save_npy(vdir / "cam_to_world.npy", T)
