@@ -190,6 +190,13 @@ def test_prepare_writes_the_store_then_skips_and_redoes(tmp_path):
     assert sum(1 for n in s["classes"].values() if n) >= 8
 
 
+def test_a_shard_makes_its_rooms_and_lists_the_whole_dataset(tmp_path):
+    summary = prepare_synthetic(tmp_path, dataclasses.replace(TINY, views=1), shard="2/2", progress=False)
+    assert summary.done == ["room_0001"]
+    store = Store.open(tmp_path)
+    assert store.scene_ids() == ["room_0001"] and store.splits["train"] == ["room_0000"]
+
+
 def test_prepare_refuses_a_folder_holding_another_dataset(tmp_path):
     Store.create(tmp_path, name="scannet", classes=SCANNET20_CLASSES)
     with pytest.raises(HiclrError, match="scannet"):
