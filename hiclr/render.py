@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hiclr.errors import MissingDependencyError
+from hiclr.errors import HiclrError
 
 _INVALID = np.uint32(0xFFFFFFFF)
 
@@ -26,8 +26,12 @@ _INVALID = np.uint32(0xFFFFFFFF)
 def _open3d() -> Any:
     try:
         import open3d as o3d
-    except ImportError as exc:  # pragma: no cover - open3d is a core dependency
-        raise MissingDependencyError("open3d", "open3d", "rendering views of a mesh") from exc
+    except (ImportError, OSError) as exc:  # pragma: no cover - open3d is a core dependency
+        if "libusb" in str(exc):
+            raise HiclrError(f"open3d cannot load a system library ({exc})",
+                             "install it: apt-get install -y libusb-1.0-0") from exc
+        raise HiclrError(f"rendering views of a mesh needs open3d, which does not import ({exc})",
+                         "pip install open3d (or open3d-cpu)") from exc
     return o3d
 
 
