@@ -78,6 +78,7 @@ class PseudolabelConfig:
     depth_relative: float = 0.25  # fraction of the measured depth, for the relative test
     min_distance: float = 1.0  # metres; views without depth (LiDAR datasets) pair points farther than this
     noise: float = 0.5  # oracle only: noise level in [0, 1]
+    seed: int = 0  # oracle only: base seed of its per-view noise (view v of scene s: seed, s, v)
     key_smoothing: bool = False
     prompt_denoising: bool = False
     batch_frames: int = 8

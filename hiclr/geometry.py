@@ -36,11 +36,11 @@ from hiclr.errors import HiclrError
 
 __all__ = [
     "DEPTH_TESTS",
-    "world_to_camera",
-    "project_points",
-    "pixel_of",
     "pair_points_with_view",
     "pair_points_with_view_np",
+    "pixel_of",
+    "project_points",
+    "world_to_camera",
 ]
 
 DEPTH_TESTS = ("absolute", "relative")

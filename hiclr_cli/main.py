@@ -12,6 +12,7 @@ from hiclr import __version__
 COMMANDS: dict[str, str] = {
     "env": "hiclr_cli.env:env",
     "prepare": "hiclr_cli.prepare:prepare",
+    "pseudolabel": "hiclr_cli.pseudolabel:pseudolabel",
     "oversegment": "hiclr_cli.oversegment:oversegment",
     "refine": "hiclr_cli.refine:refine",
     "evaluate": "hiclr_cli.evaluate:evaluate",
