@@ -1,0 +1,123 @@
+"""Forward + backward time of MinkUNet14A on a ScanNet-sized scene, for every installed backend.
+
+    python benchmarks/bench_backbone.py [--points 150000] [--voxel-size 0.05] [--repeats 3]
+                                        [--device cpu|cuda] [--threads N] [--arch MinkUNet14A]
+
+The scene is synthetic and surface-like, as a scan is: the floor, ceiling and four walls of an
+8 × 6 × 3 m room plus ten boxes on the floor, sampled uniformly per unit area with 5 mm noise and
+random colours in [-1, 1]. One step is ``PointNetwork(points, feats)`` (voxelisation and kernel
+maps included, as every training step on a new scene pays them) followed by ``backward`` of the sum
+of the 512-wide outputs. Printed: median seconds per step and the ratio to the ``torch`` backend.
+spconv's backward needs CUDA, so on CPU spconv is timed forward-only (and with one thread, the only
+setting in which its CPU results are right); the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from hiclr.nn import PointNetwork, available_backends
+
+
+def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3) points in metres on the surfaces of a furnished room, and (N, 3) colours in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    lx, ly, lz = 8.0, 6.0, 3.0
+    # rectangles: origin, edge u, edge v
+    rects = [
+        ((0, 0, 0), (lx, 0, 0), (0, ly, 0)),  # floor
+        ((0, 0, lz), (lx, 0, 0), (0, ly, 0)),  # ceiling
+        ((0, 0, 0), (lx, 0, 0), (0, 0, lz)),
+        ((0, ly, 0), (lx, 0, 0), (0, 0, lz)),
+        ((0, 0, 0), (0, ly, 0), (0, 0, lz)),
+        ((lx, 0, 0), (0, ly, 0), (0, 0, lz)),
+    ]
+    for _ in range(10):  # boxes: four sides and a top each
+        ox, oy = (torch.rand(2, generator=g) * torch.tensor([lx - 1.2, ly - 1.2]) + 0.1).tolist()
+        sx, sy, sz = (torch.rand(3, generator=g) * torch.tensor([1.0, 1.0, 1.2]) + 0.2).tolist()
+        rects += [
+            ((ox, oy, sz), (sx, 0, 0), (0, sy, 0)),
+            ((ox, oy, 0), (sx, 0, 0), (0, 0, sz)),
+            ((ox, oy + sy, 0), (sx, 0, 0), (0, 0, sz)),
+            ((ox, oy, 0), (0, sy, 0), (0, 0, sz)),
+            ((ox + sx, oy, 0), (0, sy, 0), (0, 0, sz)),
+        ]
+    o, u, v = (torch.tensor([r[i] for r in rects], dtype=torch.float32) for i in range(3))
+    area = torch.linalg.cross(u, v).norm(dim=1)
+    which = torch.multinomial(area, n_points, replacement=True, generator=g)
+    st = torch.rand(n_points, 2, generator=g)
+    pts = o[which] + st[:, :1] * u[which] + st[:, 1:] * v[which]
+    pts = pts + torch.randn(n_points, 3, generator=g) * 0.005
+    colours = torch.rand(n_points, 3, generator=g) * 2 - 1
+    return pts, colours
+
+
+def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool) -> float:
+    """Median seconds of one step over ``repeats`` runs, after one warm-up run."""
+    times = []
+    for i in range(repeats + 1):
+        net.zero_grad(set_to_none=True)
+        if pts.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            out = net([pts], [feats])[0]
+            if backward:
+                out.sum().backward()
+        if pts.is_cuda:
+            torch.cuda.synchronize()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="MinkUNet14A")
+    ap.add_argument("--points", type=int, default=150_000)
+    ap.add_argument("--voxel-size", type=float, default=0.05)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--backends", default="", help="comma-separated subset (default: all installed)")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    pts, feats = synthetic_room(args.points)
+    pts, feats = pts.to(args.device), feats.to(args.device)
+    n_vox = torch.unique(torch.floor(pts / args.voxel_size), dim=0).shape[0]
+    installed = [b for b, ok in available_backends().items() if ok]
+    wanted = [b for b in args.backends.split(",") if b] or installed
+    print(f"{args.arch}, {args.points} points -> {n_vox} voxels at {args.voxel_size} m, "
+          f"device {args.device}, {args.threads} thread(s)")
+
+    ref = PointNetwork(arch=args.arch, voxel_size=args.voxel_size, backend="torch").to(args.device)
+    results: dict[str, tuple[float, str]] = {}
+    for name in wanted:
+        if name not in installed:
+            print(f"{name:12s} not installed")
+            continue
+        net = PointNetwork.from_config({**ref.arch_config(), "backend": name}).to(args.device)
+        net.load_state_dict(ref.state_dict())
+        backward, threads, note = True, args.threads, "fwd+bwd"
+        if name == "spconv" and args.device == "cpu":
+            backward, threads, note = False, 1, "fwd only, 1 thread (CPU spconv: no backward)"
+        torch.set_num_threads(threads)
+        try:
+            results[name] = (time_backend(net, pts, feats, args.repeats, backward), note)
+        except Exception as exc:  # a benchmark reports a failing backend and goes on
+            print(f"{name:12s} failed: {type(exc).__name__}: {exc}")
+        torch.set_num_threads(args.threads)
+
+    base = results.get("torch", (float("nan"), ""))[0]
+    print(f"{'backend':12s} {'s/step':>8s} {'ratio':>7s}  note")
+    for name, (sec, note) in results.items():
+        print(f"{name:12s} {sec:8.3f} {sec / base:7.2f}  {note}")
+
+
+if __name__ == "__main__":
+    main()
