@@ -78,10 +78,11 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 _REMOVED_LOGIT = -100.0  # MaskCLIP's logit for a class removed by prompt denoising
 _CKPT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
 _HINT_LOCAL = (
-    "download the checkpoint on a machine with internet (e.g. open_clip.create_model('{m}', "
-    "pretrained='openai') caches it under ~/.cache/huggingface) and pass the file path as the weights "
-    "(--clip-weights /path/to/file.pt); for OpenAI weights name the model '{m}-quickgelu'"
+    "on a machine with internet, open_clip.create_model('{m}', pretrained='{t}') downloads the weights "
+    "into ~/.cache/huggingface (copy that cache here, or set HF_HOME to it), or pass a local checkpoint "
+    "file as the weights (--clip-weights /path/to/file.pt){q}"
 )
+_HINT_QUICKGELU = "; these weights use QuickGELU, so with a local file name the model '{m}-quickgelu'"
 
 
 def _open_clip() -> Any:
@@ -151,7 +152,11 @@ def load_clip(
             why = "HF_HUB_OFFLINE is set and they are not in the cache" if offline else "no internet?"
             raise HiclrError(
                 f"could not download the CLIP weights '{weights}' for {model_name} ({why}): {e}",
-                _HINT_LOCAL.format(m=model_name),
+                _HINT_LOCAL.format(
+                    m=model_name,
+                    t=weights,
+                    q=_HINT_QUICKGELU.format(m=model_name) if tag_cfg.get("quick_gelu", False) else "",
+                ),
             ) from e
         weights_id = f"tag:{weights}"
     elif os.sep in weights or "/" in weights or weights.endswith(_CKPT_SUFFIXES) or Path(weights).exists():
