@@ -119,7 +119,7 @@ def load_clip(
     Args:
         model_name: an open_clip architecture (``open_clip.list_models()``), e.g. ``"ViT-B-16"``.
         weights: an open_clip pretrained tag for that model (``"openai"``), a checkpoint file path,
-            or ``None`` for random weights.
+            or ``None`` for random weights (seeded: the same in every process).
         device: where the model goes.
 
     Returns:
@@ -139,7 +139,9 @@ def load_clip(
         )
     kwargs: dict[str, Any] = {"device": device}
     if weights is None or weights == "":
-        model = open_clip.create_model(model_name, pretrained=None, **kwargs)
+        with torch.random.fork_rng(devices=[]):  # seeded, so every process gets the same random model
+            torch.manual_seed(0)
+            model = open_clip.create_model(model_name, pretrained=None, **kwargs)
         weights_id = f"random:{_params_digest(model)}"
     elif weights in open_clip.list_pretrained_tags_by_model(model_name):
         tag_cfg = open_clip.get_pretrained_cfg(model_name, weights)

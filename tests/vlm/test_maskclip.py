@@ -245,7 +245,9 @@ def test_local_checkpoint_loads(registered_tiny, tiny_clip, tiny_factory, frames
     assert all(torch.equal(loaded[k], original[k]) for k in original)  # the text tower too
     other = tiny_factory(5)
     model, wid = load_clip("hiclr-tiny-vit", None)
-    assert wid.startswith("random:")
+    again, wid_again = load_clip("hiclr-tiny-vit", None)
+    assert wid.startswith("random:") and wid == wid_again  # random weights are seeded
+    assert torch.equal(model.visual.proj, again.visual.proj)
     assert not torch.allclose(model.visual.proj, other.visual.proj)
 
 
