@@ -255,7 +255,7 @@ def _pseudolabel_scene(root: str, cfg: PseudolabelConfig, overwrite: bool, scene
     device = resolve_device(cfg.device)
     pairs = label_scene(scene, _labeler(store, cfg, device), cfg, device)
     scene.write_pairs("pairs", pairs, STEP, fp)
-    seen = len(np.unique(pairs.point))
+    seen = int(np.count_nonzero(np.bincount(pairs.point, minlength=scene.num_points)))
     return {
         "status": "done",
         "views": scene.num_views,

@@ -139,27 +139,30 @@ def corrupt_labels(
     valid = gt >= 0
     lab = gt.copy()
     partners = confusion_partners(class_names)
-    present = [int(c) for c in np.unique(gt[valid])]
-    yy, xx = np.mgrid[0:H, 0:W]
+    present = np.flatnonzero(np.bincount(gt[valid], minlength=C)).tolist()
 
     # 1. view-varying confusion between look-alikes
     for c in present:
         if not partners[c] or rng.random() >= _CONFUSE_P * noise:
             continue
         target = partners[c][rng.integers(len(partners[c]))]
-        mask = gt == c
+        ys, xs = np.nonzero(gt == c)
         if rng.random() < 0.5:  # only one side of a random line through the class's centroid
-            cy, cx = yy[mask].mean(), xx[mask].mean()
             a = rng.uniform(0, 2 * np.pi)
-            mask &= (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a) >= 0
-        lab[mask] = target
+            side = (xs - xs.mean()) * np.cos(a) + (ys - ys.mean()) * np.sin(a) >= 0
+            ys, xs = ys[side], xs[side]
+        lab[ys, xs] = target
 
     # 2. blobs of wrong labels
     for _ in range(rng.poisson(_BLOBS * noise)):
         cy, cx = rng.uniform(0, H), rng.uniform(0, W)
         ay, ax = rng.uniform(*_BLOB_SIZE) * H, rng.uniform(*_BLOB_SIZE) * W
         a = rng.uniform(0, np.pi)
-        dx, dy = xx - cx, yy - cy
+        reach = max(ax, ay)  # the ellipse lies inside this square around its centre
+        y0, y1 = max(0, int(cy - reach)), min(H, int(cy + reach) + 2)
+        x0, x1 = max(0, int(cx - reach)), min(W, int(cx + reach) + 2)
+        dy, dx = np.mgrid[y0:y1, x0:x1]
+        dx, dy = dx - cx, dy - cy
         u = (dx * np.cos(a) + dy * np.sin(a)) / ax
         v = (-dx * np.sin(a) + dy * np.cos(a)) / ay
         under = int(gt[min(int(cy), H - 1), min(int(cx), W - 1)])
@@ -168,14 +171,21 @@ def corrupt_labels(
         else:
             fill = int(rng.integers(C - 1)) if C > 1 else 0
             fill += int(C > 1 and fill >= max(under, 0) and under >= 0)  # any class but the one underneath
-        lab[(u * u + v * v <= 1.0) & valid] = fill
+        window = lab[y0:y1, x0:x1]  # a view: writes go to lab
+        window[(u * u + v * v <= 1.0) & valid[y0:y1, x0:x1]] = fill
 
     # 3. bleeding across boundaries
     r = round(noise * W * _BLEED_PX_PER_WIDTH)
     if r > 0:
-        for c in rng.permutation(np.unique(lab[valid])):
+        for c in rng.permutation(np.flatnonzero(np.bincount(lab[valid], minlength=C))):
             if rng.random() < _BLEED_P:
-                lab[_dilate(lab == c, r) & valid] = c
+                ys, xs = np.nonzero(lab == c)
+                if not len(ys):  # covered by an earlier class's bleeding
+                    continue
+                y0, y1 = max(0, ys.min() - r), min(H, ys.max() + r + 1)
+                x0, x1 = max(0, xs.min() - r), min(W, xs.max() + r + 1)
+                window = lab[y0:y1, x0:x1]
+                window[_dilate(window == c, r) & valid[y0:y1, x0:x1]] = c
     changed = lab != gt
 
     # 4. coarse resolution: one label per patch
