@@ -92,8 +92,10 @@ def main() -> None:
     n_vox = torch.unique(torch.floor(pts / args.voxel_size), dim=0).shape[0]
     installed = [b for b, ok in available_backends().items() if ok]
     wanted = [b for b in args.backends.split(",") if b] or installed
-    print(f"{args.arch}, {args.points} points -> {n_vox} voxels at {args.voxel_size} m, "
-          f"device {args.device}, {args.threads} thread(s)")
+    print(
+        f"{args.arch}, {args.points} points -> {n_vox} voxels at {args.voxel_size} m, "
+        f"device {args.device}, {args.threads} thread(s)"
+    )
 
     ref = PointNetwork(arch=args.arch, voxel_size=args.voxel_size, backend="torch").to(args.device)
     results: dict[str, tuple[float, str]] = {}
@@ -109,7 +111,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         try:
             results[name] = (time_backend(net, pts, feats, args.repeats, backward), note)
-        except Exception as exc:  # a benchmark reports a failing backend and goes on
+        except Exception as exc:  # noqa: BLE001 - report a failing backend and go on
             print(f"{name:12s} failed: {type(exc).__name__}: {exc}")
         torch.set_num_threads(args.threads)
 

@@ -61,10 +61,16 @@ class MinkUNetBase(nn.Module):
 
         downs, blocks = [], []
         for i in range(4):  # stride 1 -> 2 -> 4 -> 8 -> 16
-            downs.append(nn.ModuleDict({
-                f"conv{i + 1}p{2**i}s2": Conv3d(self.inplanes, self.inplanes, kernel_size=2, stride=2),
-                "bn": BatchNorm(self.inplanes),
-            }))
+            downs.append(
+                nn.ModuleDict(
+                    {
+                        f"conv{i + 1}p{2**i}s2": Conv3d(
+                            self.inplanes, self.inplanes, kernel_size=2, stride=2
+                        ),
+                        "bn": BatchNorm(self.inplanes),
+                    }
+                )
+            )
             blocks.append(self._make_layer(planes[i], layers[i]))
         self.down = nn.ModuleList(downs)
         self.down_blocks = nn.ModuleList(blocks)
@@ -72,12 +78,16 @@ class MinkUNetBase(nn.Module):
         skips = (planes[2] * e, planes[1] * e, planes[0] * e, self.INIT_DIM)
         ups, blocks = [], []
         for j in range(4):  # stride 16 -> 8 -> 4 -> 2 -> 1
-            ups.append(nn.ModuleDict({
-                f"convtr{j + 4}p{2 ** (4 - j)}s2": Conv3d(
-                    self.inplanes, planes[4 + j], kernel_size=2, stride=2, transposed=True
-                ),
-                "bn": BatchNorm(planes[4 + j]),
-            }))
+            ups.append(
+                nn.ModuleDict(
+                    {
+                        f"convtr{j + 4}p{2 ** (4 - j)}s2": Conv3d(
+                            self.inplanes, planes[4 + j], kernel_size=2, stride=2, transposed=True
+                        ),
+                        "bn": BatchNorm(planes[4 + j]),
+                    }
+                )
+            )
             self.inplanes = planes[4 + j] + skips[j]
             blocks.append(self._make_layer(planes[4 + j], layers[4 + j]))
         self.up = nn.ModuleList(ups)

@@ -9,8 +9,7 @@ from torch import Tensor, nn
 from hiclr.errors import HiclrError
 from hiclr.nn.minkunet import MinkUNet14, MinkUNet14A, MinkUNet18A, MinkUNet34C
 from hiclr.nn.sparse import devoxelize, voxelize
-from hiclr.nn.sparse.backends import BACKENDS, resolve_backend
-from hiclr.nn.sparse.backends import check_installed
+from hiclr.nn.sparse.backends import BACKENDS, check_installed, resolve_backend
 from hiclr.nn.spvcnn import SPVCNN
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -49,11 +48,17 @@ class PointNetwork(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
-            raise HiclrError(f"unknown network architecture {arch!r}", f"choose one of: {', '.join(ARCHITECTURES)}")
+            raise HiclrError(
+                f"unknown network architecture {arch!r}", f"choose one of: {', '.join(ARCHITECTURES)}"
+            )
         if not voxel_size > 0:
-            raise HiclrError(f"voxel_size must be positive, got {voxel_size}", "set voxel_size in metres, e.g. 0.05")
+            raise HiclrError(
+                f"voxel_size must be positive, got {voxel_size}", "set voxel_size in metres, e.g. 0.05"
+            )
         if backend != "auto" and backend not in BACKENDS:
-            raise HiclrError(f"unknown sparse backend {backend!r}", f"choose one of: auto, {', '.join(BACKENDS)}")
+            raise HiclrError(
+                f"unknown sparse backend {backend!r}", f"choose one of: auto, {', '.join(BACKENDS)}"
+            )
         if backend != "auto":
             check_installed(backend)
         self.arch, self.in_channels, self.out_channels = arch, int(in_channels), int(out_channels)
@@ -77,7 +82,9 @@ class PointNetwork(nn.Module):
                     "match in_channels of the network to the features (3 for RGB, 6 with normals)",
                 )
         backend = resolve_backend(self.backend, device.type)
-        x, pts = voxelize([p.to(device) for p in points], [f.to(device) for f in feats], self.voxel_size, backend)
+        x, pts = voxelize(
+            [p.to(device) for p in points], [f.to(device) for f in feats], self.voxel_size, backend
+        )
         if isinstance(self.net, SPVCNN):
             return pts.split(self.net(x, pts))
         return devoxelize(self.net(x), pts)
@@ -98,7 +105,8 @@ class PointNetwork(nn.Module):
         unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
         if unknown:
             raise HiclrError(
-                f"unknown network config keys: {', '.join(unknown)}", f"allowed keys: {', '.join(_CONFIG_KEYS)}"
+                f"unknown network config keys: {', '.join(unknown)}",
+                f"allowed keys: {', '.join(_CONFIG_KEYS)}",
             )
         return cls(**cfg)
 

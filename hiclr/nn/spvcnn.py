@@ -77,10 +77,14 @@ class SPVCNN(nn.Module):
         )
         skips = (cs[3], cs[2], cs[1], cs[0])
         self.up = nn.ModuleList(
-            nn.ModuleList([
-                conv_bn_relu(cs[4 + j], cs[5 + j], 2, stride=2, transposed=True),
-                nn.Sequential(ResidualBlock(cs[5 + j] + skips[j], cs[5 + j]), ResidualBlock(cs[5 + j], cs[5 + j])),
-            ])
+            nn.ModuleList(
+                [
+                    conv_bn_relu(cs[4 + j], cs[5 + j], 2, stride=2, transposed=True),
+                    nn.Sequential(
+                        ResidualBlock(cs[5 + j] + skips[j], cs[5 + j]), ResidualBlock(cs[5 + j], cs[5 + j])
+                    ),
+                ]
+            )
             for j in range(4)
         )
         self.point_transforms = nn.ModuleList(

@@ -31,7 +31,7 @@ def test_batch_column_separates_scenes():
 def _two_voxels():
     # voxels at x = 0 and x = 1 (voxel size 1 m); centres at 0.5 and 1.5
     pts = torch.tensor([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5], [1.0, 0.5, 0.5], [0.75, 0.5, 0.5], [0.2, 0.5, 0.5]])
-    x, ps = voxelize([pts[:2]], [torch.tensor([[0.0], [4.0]])], voxel_size=1.0)
+    x, _ = voxelize([pts[:2]], [torch.tensor([[0.0], [4.0]])], voxel_size=1.0)
     _, ps_all = voxelize([pts], [torch.zeros(5, 1)], voxel_size=1.0)
     return x, ps_all
 

@@ -41,9 +41,7 @@ def check_range(coords: Tensor) -> None:
             "use a larger voxel_size or centre the scene near the origin",
         )
     if int(coords[:, 0].min()) < 0 or int(coords[:, 0].max()) > MAX_BATCH:
-        raise HiclrError(
-            f"batch index outside [0, {MAX_BATCH}]", "split the batch into at most 512 scenes"
-        )
+        raise HiclrError(f"batch index outside [0, {MAX_BATCH}]", "split the batch into at most 512 scenes")
 
 
 def linearize(coords: Tensor) -> Tensor:

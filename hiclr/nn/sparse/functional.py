@@ -41,7 +41,9 @@ def conv3d(
         transposed: transposed convolution from stride ``s`` to ``s / stride``.
     """
     if weight.shape[0] != kernel_size**3 or weight.shape[1] != x.feats.shape[1]:
-        raise ValueError(f"weight {tuple(weight.shape)} does not fit kernel {kernel_size} and {x.feats.shape[1]} channels")
+        raise ValueError(
+            f"weight {tuple(weight.shape)} does not fit kernel {kernel_size} and {x.feats.shape[1]} channels"
+        )
     if transposed:
         if x.stride % stride != 0 or not x.context.has_stride(x.stride // stride):
             raise ValueError(

@@ -45,9 +45,7 @@ class CoordinateContext:
     def has_stride(self, stride: int) -> bool:
         return stride in self._coords
 
-    def kernel_map(
-        self, in_stride: int, out_stride: int, kernel_size: int, transposed: bool
-    ) -> C.KernelMap:
+    def kernel_map(self, in_stride: int, out_stride: int, kernel_size: int, transposed: bool) -> C.KernelMap:
         """The cached :func:`coords.build_kernel_map` between two strides of this context."""
         key = (in_stride, out_stride, kernel_size, transposed)
         if key not in self._kmaps:
@@ -102,11 +100,11 @@ class SparseTensor:
         return self._context.backend
 
     @property
-    def C(self) -> Tensor:  # noqa: N802 (short accessor as in MinkowskiEngine/torchsparse)
+    def C(self) -> Tensor:
         return self.coords
 
     @property
-    def F(self) -> Tensor:  # noqa: N802
+    def F(self) -> Tensor:
         return self.feats
 
     def replace(self, feats: Tensor) -> SparseTensor:

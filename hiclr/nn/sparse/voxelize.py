@@ -75,7 +75,9 @@ def voxelize(
     device = points[0].device
     u = torch.cat(points).to(torch.float32) / voxel_size  # (N, 3)
     f = torch.cat(feats).to(torch.float32)
-    batch = torch.repeat_interleave(torch.arange(len(points), device=device), torch.tensor(sizes, device=device))
+    batch = torch.repeat_interleave(
+        torch.arange(len(points), device=device), torch.tensor(sizes, device=device)
+    )
     vox = torch.cat([batch[:, None], torch.floor(u)], dim=1).to(torch.int32)  # (N, 4)
     C.check_range(vox)
     keys, inverse = torch.unique(C.linearize(vox), return_inverse=True)

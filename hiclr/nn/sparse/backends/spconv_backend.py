@@ -74,8 +74,17 @@ class SpconvBackend:
             k = kernel_size
             stride, pad = (1, k // 2) if subm else (2, (k - 1) // 2)
             outids, pairs, num = spops.get_indice_pairs(
-                idx, st["batch_size"], shape, ConvAlgo.Native, [k] * 3, [stride] * 3, [pad] * 3,
-                [1] * 3, [0] * 3, subm, False,
+                idx,
+                st["batch_size"],
+                shape,
+                ConvAlgo.Native,
+                [k] * 3,
+                [stride] * 3,
+                [pad] * 3,
+                [1] * 3,
+                [0] * 3,
+                subm,
+                False,
             )
             rows = None
             if not subm:
