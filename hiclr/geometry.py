@@ -83,6 +83,7 @@ def project_points(
         camera-frame depth z in metres. For points with ``z ≤ 1e-6`` (on or behind the camera
         plane) u and v are meaningless (computed with z clamped); test ``z`` before using them.
     """
+    points = torch.as_tensor(points)
     if points.ndim != 2 or points.shape[1] != 3:
         raise HiclrError(f"points have shape {tuple(points.shape)}, expected (N, 3)", "pass an (N, 3) coordinate array")
     dtype = points.dtype if points.is_floating_point() else torch.float32

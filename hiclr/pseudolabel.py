@@ -23,12 +23,16 @@ import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from hiclr.config import PseudolabelConfig, fingerprint
 from hiclr.errors import HiclrError
+
+if TYPE_CHECKING:
+    from hiclr.runner import RunSummary
+    from hiclr.store import Pairs, Scene, Store
 
 STEP = "hiclr pseudolabel"
 LABELERS = ("maskclip", "oracle")
@@ -176,7 +180,7 @@ def check_config(cfg: PseudolabelConfig) -> None:
             raise HiclrError(f"pseudolabel.{name} = {getattr(cfg, name)!r} is invalid", f"give {want}")
 
 
-def pseudolabel_fingerprint(cfg: PseudolabelConfig, store: Any, scene: Any | None = None) -> str:
+def pseudolabel_fingerprint(cfg: PseudolabelConfig, store: Store, scene: Scene | None = None) -> str:
     """What a scene's pairs depend on: the settings that matter for its labeler, the class list and
     (with ``scene``) the fingerprints of the scene's points, views and, for the oracle, labels."""
     if cfg.labeler == "oracle":
@@ -185,11 +189,12 @@ def pseudolabel_fingerprint(cfg: PseudolabelConfig, store: Any, scene: Any | Non
         cfg = dataclasses.replace(cfg, noise=0.0, seed=0)
     inputs: dict[str, Any] = {}
     if scene is not None:
-        inputs = {n: scene.fingerprint(n) for n in ("coord", "views") + (("label", "faces") if cfg.labeler == "oracle" else ())}
+        names = ("coord", "views") + (("label", "faces") if cfg.labeler == "oracle" else ())
+        inputs = {n: scene.fingerprint(n) for n in names}
     return fingerprint(cfg, classes=list(store.classes), **inputs)
 
 
-def label_scene(scene: Any, labeler: Labeler, cfg: PseudolabelConfig, device: Any = "cpu") -> Any:
+def label_scene(scene: Scene, labeler: Labeler, cfg: PseudolabelConfig, device: Any = "cpu") -> Pairs:
     """All pairs of one scene: label each view, pair the visible points with their pixels.
 
     Returns :class:`hiclr.store.Pairs` ordered by view, then point index."""
@@ -267,13 +272,13 @@ def _pseudolabel_scene(root: str, cfg: PseudolabelConfig, overwrite: bool, scene
 
 
 def run_pseudolabel(
-    store: Any,
+    store: Store,
     cfg: PseudolabelConfig,
     scene_ids: Sequence[str] | None = None,
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
-) -> Any:
+) -> RunSummary:
     """Write ``pairs.npz`` for every scene.
 
     Args:
