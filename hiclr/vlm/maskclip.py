@@ -192,10 +192,9 @@ def load_clip(
 
 def _check_visual(model: nn.Module) -> None:
     """Refuse models whose image tower is not open_clip's own ViT (timm towers, ResNets, CoCa)."""
-    from open_clip.transformer import VisionTransformer
-
+    vit_class = _open_clip().transformer.VisionTransformer
     visual = getattr(model, "visual", None)
-    if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
+    if not isinstance(visual, vit_class) or visual.attn_pool is not None:
         raise HiclrError(
             f"MaskCLIP needs an open_clip ViT image tower, got {type(visual).__name__}",
             "use a plain open_clip ViT model (ViT-B-16, ViT-B-32, ViT-L-14, …); timm, ResNet and "

@@ -309,3 +309,15 @@ def test_text_cache_writes_reuses_and_invalidates(tmp_path, tiny_model, monkeypa
     again = cached_text_embeddings(tmp_path, tiny_clip, PAIR)
     torch.testing.assert_close(again, first)
     assert np.allclose(np.linalg.norm(np.load(npy), axis=1), 1.0)
+
+
+def test_non_vit_image_tower_is_refused(tiny_cfg):
+    import open_clip
+
+    resnet = open_clip.CLIP(
+        embed_dim=64,
+        vision_cfg={"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 16},
+        text_cfg=tiny_cfg["text_cfg"],
+    )
+    with pytest.raises(HiclrError, match="needs an open_clip ViT image tower"):
+        MaskCLIP(resnet, "tiny-rn", "random:r")
