@@ -108,6 +108,8 @@ def _check_resume(run: Path, cfg: TrainConfig) -> None:
     old = to_dict(read_config(run))
     new = to_dict(cfg)
     diff = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if {s for s in old["stages"] if s != "feedback"} != {s for s in new["stages"] if s != "feedback"}:
+        diff.append("stages")  # only feedback may be switched on or off on resume
     if diff:
         raise HiclrError(f"{run}/config.yaml: --resume with changed settings {diff}",
                          "resume with the run's own settings (omit --recipe/--set), or train into a new --out folder")

@@ -1,0 +1,88 @@
+"""`hiclr distill RUN`: the feedback-distillation phase on its own, and export of the inference model.
+
+- ``epochs > 0``: resume the run from ``ckpt/last.pt`` (which holds the transformers) for that many
+  more epochs with the ``feedback`` stage on from the first of them (L_kl, Eq. 8, added to the
+  active terms). The cosine schedule is stretched over the new total number of epochs.
+- export: write the model file (``hiclr.model_file``): the 3D network's backend-neutral weights,
+  its architecture config, the class names, the class anchors and the CLIP model id. The
+  transformers are left behind: only the 3D model is used for inference (§3.4).
+
+Which checkpoint is exported: ``last`` by default, since picking the epoch by validation mIoU uses
+ground-truth labels that a label-free method does not have; ``best`` is there for comparisons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hiclr.errors import HiclrError
+from hiclr.model_file import ModelFile, save_model
+from hiclr.train.checkpoint import load_checkpoint
+from hiclr.train.loop import TrainResult, read_config, read_run_info, train
+
+
+@dataclass
+class DistillResult:
+    trained: TrainResult | None
+    model_path: Path | None
+    checkpoint: Path | None
+    epoch: int | None
+
+
+def distill_epochs(run: Path, epochs: int, device: str | None = None, progress: bool = False) -> TrainResult:
+    """Continue ``run`` for ``epochs`` more epochs with feedback distillation on."""
+    run = Path(run)
+    cfg = read_config(run)
+    info = read_run_info(run)
+    if not cfg.transformers:
+        raise HiclrError(f"{run}: trained without intrascene/interscene, so there is nothing to distil from",
+                         "train with --stages intraset,intrascene,interscene first")
+    done = int(load_checkpoint(run / "ckpt" / "last.pt")["epoch"])
+    stages = [s for s in ("intraset", "intrascene", "interscene", "feedback") if s in cfg.stages or s == "feedback"]
+    changes: dict[str, Any] = {"epochs": done + epochs, "stages": stages, "kl_from": min(cfg.kl_from, done + 1)}
+    if device is not None:
+        changes["device"] = device
+    cfg = dataclasses.replace(cfg, **changes)
+    return train(info["data"], run, cfg, resume=True, progress=progress)
+
+
+def export_model(run: Path, out: Path, checkpoint: str = "last") -> tuple[Path, Path, int]:
+    """Write the inference model file of ``run`` to ``out``; returns (model, checkpoint used, its epoch)."""
+    run = Path(run)
+    cfg = read_config(run)
+    info = read_run_info(run)
+    if checkpoint not in ("last", "best"):
+        raise HiclrError(f"--checkpoint {checkpoint!r}", "use last or best")
+    path = run / "ckpt" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.is_file():
+        raise HiclrError(f"{path}: no best checkpoint (the run had no validation split with labels)", "use --checkpoint last")
+    state = load_checkpoint(path)
+    text = state["text"]
+    arch = {"arch": cfg.arch, "in_channels": cfg.in_channels, "out_channels": int(text.shape[1]),
+            "voxel_size": cfg.voxel_size, "backend": "auto"}
+    anchors = info.get("anchors", {})
+    model = ModelFile(weights=state["net"], arch=arch, classes=list(info["classes"]), text=text, input=cfg.input,
+                      clip_model=anchors.get("clip_model"), clip_weights=anchors.get("clip_weights"),
+                      anchors=anchors.get("source", "clip"),
+                      extra={"run": str(run.resolve()), "checkpoint": checkpoint, "epoch": int(state["epoch"]),
+                             "stages": cfg.stages, "clip_weights_id": anchors.get("clip_weights_id"),
+                             "data": info.get("data")})
+    return save_model(out, model), path, int(state["epoch"])
+
+
+def distill(run: Path | str, epochs: int = 0, export: Path | str | None = None, checkpoint: str = "last",
+            device: str | None = None, progress: bool = False) -> DistillResult:
+    """Feedback phase (``epochs`` > 0) and/or export (``export`` given); see the module doc."""
+    run = Path(run)
+    if epochs < 0:
+        raise HiclrError("--epochs must be ≥ 0", "0 exports only")
+    if epochs == 0 and export is None:
+        raise HiclrError("nothing to do", "give --epochs N (feedback phase) and/or --export model.pt")
+    trained = distill_epochs(run, epochs, device, progress) if epochs else None
+    if export is None:
+        return DistillResult(trained, None, None, None)
+    model, ckpt, epoch = export_model(run, Path(export), checkpoint)
+    return DistillResult(trained, model, ckpt, epoch)

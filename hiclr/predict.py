@@ -1,0 +1,240 @@
+"""Predictions of a trained model: for the scenes of a store (``predict_store``, used by
+``hiclr evaluate --model``) and for any PLY point cloud or mesh (``predict_ply``, ``hiclr predict``).
+
+The label of a point is argmax_c ⟨f, T̂_c⟩ (normalising f does not change the argmax). The network
+predicts per point (voxel features are mapped back to every point inside PointNetwork), so every
+vertex of the input gets a label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiclr.errors import HiclrError
+from hiclr.model_file import ModelFile, load_model
+
+
+@torch.no_grad()
+def predict_features(net: torch.nn.Module, coords: Sequence[np.ndarray], feats: Sequence[np.ndarray],
+                     device: torch.device | str) -> list[torch.Tensor]:
+    """Point features of a batch of scenes, list of (N_i, d) on ``device``."""
+    net.eval()
+    return net([torch.as_tensor(np.ascontiguousarray(c, np.float32), device=device) for c in coords],
+               [torch.as_tensor(np.ascontiguousarray(f, np.float32), device=device) for f in feats])
+
+
+@torch.no_grad()
+def labels_from_features(features: torch.Tensor, text: torch.Tensor) -> np.ndarray:
+    """argmax_c ⟨f_m, T̂_c⟩ per point: (N, d), (C, d) → (N,) int64 on the CPU."""
+    return (features.float() @ text.to(features.device).float().t()).argmax(1).cpu().numpy()
+
+
+def predict_points(net: torch.nn.Module, text: torch.Tensor, coord: np.ndarray, feats: np.ndarray,
+                   device: torch.device | str) -> np.ndarray:
+    """Class index per point of one scene, (N,) int64."""
+    was_training = net.training
+    (f,) = predict_features(net, [coord], [feats], device)
+    net.train(was_training)
+    return labels_from_features(f, text)
+
+
+def model_fingerprint(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def predict_store(store: Any, model_file: Path | str, split: str = "val", batch: int = 1, device: str = "auto",
+                  overwrite: bool = False, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Label every point of every scene of ``split`` with the model; writes ``pred.npy`` per scene.
+
+    A scene whose predictions were made by this exact model file (same content hash) is skipped
+    unless ``overwrite``. Returns scene id → {"status": "done"|"skipped", "points": N}."""
+    from hiclr.train.data import input_features
+
+    model = load_model(model_file)
+    if list(model.classes) != list(store.classes):
+        raise HiclrError(f"{model_file}: the model's classes {model.classes[:4]}… differ from the store's {store.classes[:4]}…",
+                         "evaluate on a store prepared with the same class list")
+    fp = model_fingerprint(model_file)
+    dev = pick_device(device)
+    net = model.network(dev)
+    ids = store.scene_ids(split)
+    todo = [s for s in ids if overwrite or not store.scene(s).is_done("pred", fp)]
+    out: dict[str, dict[str, Any]] = {s: {"status": "skipped"} for s in ids if s not in todo}
+    chunks = [todo[i: i + max(batch, 1)] for i in range(0, len(todo), max(batch, 1))]
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="predict", unit="batch", leave=False)
+    for chunk in chunks:
+        scenes = [store.scene(s) for s in chunk]
+        coords = [sc.read("coord") for sc in scenes]
+        feats = [input_features(sc.read("color") if sc.has("color") else None,
+                                sc.read("normal") if model.input == "color_normal" else None, model.input, len(c))
+                 for sc, c in zip(scenes, coords)]
+        for sc, f in zip(scenes, predict_features(net, coords, feats, dev)):
+            pred = labels_from_features(f, model.text)
+            sc.write("pred", pred.astype(np.int16), step="hiclr evaluate --model", fingerprint=fp)
+            out[sc.id] = {"status": "done", "points": int(len(pred))}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# any PLY
+
+
+@dataclass
+class PointCloud:
+    coord: np.ndarray  # (N, 3) float32
+    color: np.ndarray | None  # (N, 3) uint8
+    normal: np.ndarray | None  # (N, 3) float32
+    faces: np.ndarray | None  # (F, 3) int32
+
+
+def read_ply(path: Path | str) -> PointCloud:
+    """A point cloud or triangle mesh from any PLY file (``hiclr.datasets.plyio``, NumPy only):
+    x y z, and when present red green blue, nx ny nz and the faces."""
+    from hiclr.datasets.plyio import read_ply as read
+
+    path = Path(path)
+    if not path.is_file():
+        raise HiclrError(f"{path}: no such file", "give a .ply point cloud or mesh")
+    ply = read(path)
+    v = ply["vertex"]
+    names = set(v.dtype.names or ())
+    if not {"x", "y", "z"} <= names or len(v) == 0:
+        raise HiclrError(f"{path}: no x/y/z vertices", "is it a PLY point cloud or mesh?")
+    coord = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
+    color = None
+    if {"red", "green", "blue"} <= names:
+        rgb = np.stack([v["red"], v["green"], v["blue"]], 1)
+        color = (rgb * 255 if rgb.dtype.kind == "f" else rgb).clip(0, 255).astype(np.uint8)
+    normal = np.stack([v["nx"], v["ny"], v["nz"]], 1).astype(np.float32) if {"nx", "ny", "nz"} <= names else None
+    if not np.isfinite(coord).all():
+        raise HiclrError(f"{path}: non-finite vertex coordinates", "clean the point cloud first")
+    faces = ply["face"] if len(ply["face"]) else None
+    return PointCloud(coord, color, normal, faces)
+
+
+def compute_normals(cloud: PointCloud) -> np.ndarray:
+    """Unit normals when the file has none: area-weighted face normals for a mesh, else PCA over the
+    nearest neighbours (``hiclr.oversegment``)."""
+    from hiclr.oversegment import estimate_normals, mesh_vertex_normals
+
+    if cloud.faces is not None:
+        return mesh_vertex_normals(cloud.coord, cloud.faces).astype(np.float32)
+    return estimate_normals(cloud.coord).astype(np.float32)
+
+
+def write_labelled_ply(path: Path, coord: np.ndarray, labels: np.ndarray, colors: np.ndarray,
+                       faces: np.ndarray | None = None) -> None:
+    """Binary little-endian PLY: x y z (float), red green blue (uchar), label (int) per vertex, and the
+    faces when given. MeshLab and CloudCompare show the colours and ``label`` as a scalar field."""
+    from hiclr.datasets.plyio import write_ply
+
+    vertices = {"x": coord[:, 0].astype(np.float32), "y": coord[:, 1].astype(np.float32), "z": coord[:, 2].astype(np.float32),
+                "red": colors[:, 0].astype(np.uint8), "green": colors[:, 1].astype(np.uint8),
+                "blue": colors[:, 2].astype(np.uint8), "label": labels.astype(np.int32)}
+    write_ply(path, vertices, faces)
+
+
+def prompt_embeddings(model: ModelFile, names: list[str], device: str = "cpu", clip_weights: str | None = None) -> torch.Tensor:
+    """Embed new class names with the model's own CLIP text tower and the 85 templates: (C', d).
+
+    ``clip_weights`` (an open_clip tag or a checkpoint path) overrides the model file's, which is
+    only a tag: when pseudolabel used a local checkpoint file, give its path here."""
+    if model.anchors == "random" or model.clip_model is None:
+        raise HiclrError("this model was trained against seeded random anchors, not CLIP text embeddings",
+                         "open-vocabulary --prompts needs a model trained on MaskCLIP pseudo-labels")
+    weights = clip_weights or model.clip_weights
+    if not weights:
+        wid = model.extra.get("clip_weights_id")
+        raise HiclrError(f"the model's CLIP weights were a local file ({wid}) whose path is not recorded",
+                         "pass --clip-weights PATH (the checkpoint used by hiclr pseudolabel)")
+    from hiclr.vlm.maskclip import MaskCLIP
+
+    clip = MaskCLIP.load(model.clip_model, weights, device=device)
+    emb = clip.text_embeddings(names).float()
+    if emb.shape[1] != model.text.shape[1]:
+        raise HiclrError(f"CLIP {model.clip_model} gives {emb.shape[1]}-d text embeddings, the model {model.text.shape[1]}-d",
+                         "use the CLIP model the network was trained with")
+    return emb
+
+
+def read_prompts(path: Path | str) -> list[str]:
+    """Class names, one per line (blank lines and # comments skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HiclrError(f"{path}: no such prompts file", "write one class name per line")
+    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not names:
+        raise HiclrError(f"{path}: no class names", "write one class name per line")
+    return names
+
+
+@dataclass
+class PredictResult:
+    out_dir: Path
+    points: int
+    classes: list[str]
+    counts: dict[str, int]  # points per class
+    files: dict[str, Path]
+
+
+def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, prompts: Path | str | None = None,
+                device: str = "auto", clip_weights: str | None = None) -> PredictResult:
+    """Label every vertex of ``ply``; write ``<stem>_labels.ply``, ``labels.npy``, ``legend.json``/``.txt``
+    and ``<stem>_labels.png`` into ``out_dir``."""
+    from hiclr.store import atomic_save_npy, atomic_write_text
+    from hiclr.train.data import input_features
+    from hiclr.viz import palette, render_labels
+
+    model = load_model(model_path)
+    cloud = read_ply(ply)
+    classes = list(model.classes)
+    text = model.text
+    dev = pick_device(device)
+    if prompts is not None:
+        classes = read_prompts(prompts)
+        text = prompt_embeddings(model, classes, str(dev), clip_weights)
+    normal = cloud.normal
+    if model.input == "color_normal" and normal is None:
+        normal = compute_normals(cloud)
+    net = model.network(dev)
+    feats = input_features(cloud.color, normal, model.input, len(cloud.coord))
+    (f,) = predict_features(net, [cloud.coord], [feats], dev)
+    labels = labels_from_features(f, text)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(ply).stem
+    colors = palette(len(classes))[labels]
+    files = {"ply": out / f"{stem}_labels.ply", "labels": out / "labels.npy", "legend": out / "legend.json",
+             "legend_txt": out / "legend.txt", "png": out / f"{stem}_labels.png"}
+    write_labelled_ply(files["ply"], cloud.coord, labels, colors, cloud.faces)
+    atomic_save_npy(files["labels"], labels.astype(np.int32))
+    counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
+    pal = palette(len(classes))
+    legend = [{"label": i, "name": n, "color": pal[i].tolist(), "points": counts[n]} for i, n in enumerate(classes)]
+    atomic_write_text(files["legend"], json.dumps(legend, indent=1))
+    atomic_write_text(files["legend_txt"], "".join(f"{e['label']}\t{e['name']}\t#{bytes(e['color']).hex()}\t{e['points']}\n"
+                                                   for e in legend))
+    render_labels(cloud.coord, labels, classes, files["png"])
+    return PredictResult(out, len(labels), classes, counts, files)

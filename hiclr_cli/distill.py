@@ -1,0 +1,28 @@
+"""`hiclr distill`: feedback distillation on its own and export of the inference model file."""
+
+from __future__ import annotations
+
+import click
+
+from hiclr_cli.common import handle_errors
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False, exists=True))
+@click.option("--epochs", type=int, default=0, show_default=True,
+              help="Continue the run this many epochs with feedback distillation (L_kl) on.")
+@click.option("--export", "export", type=click.Path(dir_okay=False), default=None,
+              help="Write the 3D-only model file here (e.g. RUN/model.pt).")
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True,
+              help="Which checkpoint to export (best = by val mIoU, which uses ground truth).")
+@click.option("--device", default=None, help="Device for the distillation epochs.")
+@handle_errors
+def distill(run: str, epochs: int, export: str | None, checkpoint: str, device: str | None) -> None:
+    """Feedback-distil RUN (from its checkpoint with the transformers) and/or export its 3D model."""
+    from hiclr.distill import distill as run_distill
+
+    res = run_distill(run, epochs=epochs, export=export, checkpoint=checkpoint, device=device, progress=True)
+    if res.trained is not None:
+        click.echo(f"distilled to epoch {res.trained.epochs_done}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.trained.last.items()))
+    if res.model_path is not None:
+        click.echo(f"exported {res.checkpoint} (epoch {res.epoch}) → {res.model_path}")
