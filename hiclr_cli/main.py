@@ -16,6 +16,9 @@ COMMANDS: dict[str, str] = {
     "oversegment": "hiclr_cli.oversegment:oversegment",
     "refine": "hiclr_cli.refine:refine",
     "evaluate": "hiclr_cli.evaluate:evaluate",
+    "train": "hiclr_cli.train:train",
+    "distill": "hiclr_cli.distill:distill",
+    "predict": "hiclr_cli.predict:predict",
 }
 
 # One-line help for each command, so `hiclr --help` can list them without importing them.
