@@ -89,6 +89,29 @@ def test_oracle_end_to_end(store) -> None:
     assert noisy.score.min() < 1.0
 
 
+def test_views_without_depth_use_min_distance(store, tmp_path: Path) -> None:
+    """A store whose views have no depth (as LiDAR datasets): image bounds and 1 m decide."""
+    from hiclr.geometry import project_points
+    from hiclr.store import Store
+
+    nodepth = Store.create(tmp_path / "nodepth", "synthetic", store.classes)
+    src = store.scene(store.scene_ids()[0])
+    dst = nodepth.scene(src.id)
+    dst.set_meta(source="synthetic")
+    for name in ("coord", "color", "normal", "label", "faces"):
+        dst.write(name, src.read(name), "test", "0")
+    V = src.num_views
+    dst.write_views(src.intrinsics(), src.cam_to_world(), [src.read_color(v) for v in range(V)], None, "test", "0")
+    cfg = PseudolabelConfig(labeler="oracle", noise=0.0, device="cpu", min_distance=1.0)
+    assert run_pseudolabel(nodepth, cfg, progress=False).done == [src.id]
+    p = dst.read_pairs("pairs")
+    assert run_pseudolabel(store, cfg, [src.id], progress=False, overwrite=True).done == [src.id]
+    assert len(p) > len(src.read_pairs("pairs"))  # no occlusion test without depth: more pairs
+    u, v, z = (t.numpy() for t in project_points(dst.read("coord")[p.point[p.view == 0]],
+                                                  dst.intrinsics()[0], dst.cam_to_world()[0]))
+    assert z.min() >= 1.0 and u.min() >= -0.5 and u.max() < 95.5 and v.min() >= -0.5 and v.max() < 71.5
+
+
 def test_cli_oracle_and_refusal(store, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
