@@ -3,8 +3,8 @@
     python benchmarks/bench_backbone.py [--points 150000] [--voxel-size 0.05] [--repeats 3]
                                         [--device cpu|cuda] [--threads N] [--arch MinkUNet14A]
 
-The scene is synthetic and surface-like, as a scan is: the floor, ceiling and four walls of an
-8 × 6 × 3 m room plus ten boxes on the floor, sampled uniformly per unit area with 5 mm noise and
+The scene is synthetic and surface-like, as a scan is: the floor, ceiling and four walls of a
+6 × 5 × 2.6 m room plus eight boxes on the floor, sampled uniformly per unit area with 5 mm noise and
 random colours in [-1, 1]. One step is ``PointNetwork(points, feats)`` (voxelisation and kernel
 maps included, as every training step on a new scene pays them) followed by ``backward`` of the sum
 of the 512-wide outputs. Printed: median seconds per step and the ratio to the ``torch`` backend.
@@ -26,7 +26,7 @@ from hiclr.nn import PointNetwork, available_backends
 def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3) points in metres on the surfaces of a furnished room, and (N, 3) colours in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
-    lx, ly, lz = 8.0, 6.0, 3.0
+    lx, ly, lz = 6.0, 5.0, 2.6
     # rectangles: origin, edge u, edge v
     rects = [
         ((0, 0, 0), (lx, 0, 0), (0, ly, 0)),  # floor
@@ -36,7 +36,7 @@ def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Te
         ((0, 0, 0), (0, ly, 0), (0, 0, lz)),
         ((lx, 0, 0), (0, ly, 0), (0, 0, lz)),
     ]
-    for _ in range(10):  # boxes: four sides and a top each
+    for _ in range(8):  # boxes: four sides and a top each
         ox, oy = (torch.rand(2, generator=g) * torch.tensor([lx - 1.2, ly - 1.2]) + 0.1).tolist()
         sx, sy, sz = (torch.rand(3, generator=g) * torch.tensor([1.0, 1.0, 1.2]) + 0.2).tolist()
         rects += [
