@@ -59,3 +59,14 @@ def test_point_to_voxel_mean_at_coarser_stride():
     coarse = SparseTensor(torch.zeros(2, 1), 2, x.context)
     v = point_to_voxel(coarse, ps, torch.tensor([[1.0], [3.0], [10.0]]))
     assert v.feats.squeeze(1).tolist() == [2.0, 10.0]
+
+
+def test_invalid_points_are_clear_errors():
+    import pytest
+
+    from hiclr.errors import HiclrError
+
+    with pytest.raises(HiclrError, match="NaN"):
+        voxelize([torch.tensor([[0.0, float("nan"), 0.0]])], [torch.zeros(1, 1)], voxel_size=0.05)
+    with pytest.raises(HiclrError, match="beyond the supported"):
+        voxelize([torch.tensor([[1e6, 0.0, 0.0]])], [torch.zeros(1, 1)], voxel_size=0.05)

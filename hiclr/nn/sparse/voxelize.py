@@ -78,8 +78,13 @@ def voxelize(
     batch = torch.repeat_interleave(
         torch.arange(len(points), device=device), torch.tensor(sizes, device=device)
     )
-    vox = torch.cat([batch[:, None], torch.floor(u)], dim=1).to(torch.int32)  # (N, 4)
+    if not bool(torch.isfinite(u).all()):
+        raise HiclrError(
+            "points contain NaN or infinite coordinates", "drop invalid points before voxelising"
+        )
+    vox = torch.cat([batch[:, None], torch.floor(u).long()], dim=1)  # (N, 4), int64 until checked
     C.check_range(vox)
+    vox = vox.to(torch.int32)
     keys, inverse = torch.unique(C.linearize(vox), return_inverse=True)
     counts = torch.bincount(inverse, minlength=keys.numel()).clamp_(min=1).to(f.dtype)
     mean = torch.zeros(keys.numel(), f.shape[1], dtype=f.dtype, device=device)
