@@ -146,11 +146,11 @@ def _clip(model: str, weights: str, device: str, key_smoothing: bool, prompt_den
                          key_smoothing=key_smoothing, prompt_denoising=prompt_denoising, batch_size=batch)
 
 
-_LABELERS: dict[tuple[str, str], Labeler] = {}
+_LABELERS: dict[tuple[str, str, str], Labeler] = {}  # (store, settings, device) → labeler
 
 
 def _labeler(store: Any, cfg: PseudolabelConfig, device: Any) -> Labeler:
-    key = (str(Path(store.root).resolve()), pseudolabel_fingerprint(cfg, store))
+    key = (str(Path(store.root).resolve()), pseudolabel_fingerprint(cfg, store), str(device))
     if key not in _LABELERS:
         if cfg.labeler == "oracle":
             from hiclr.vlm.oracle import OracleLabeler

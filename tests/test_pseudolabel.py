@@ -166,7 +166,7 @@ def test_maskclip_path_end_to_end(store, tmp_path: Path) -> None:
     assert list((Path(small.root) / "cache").glob("text_*.npy"))  # text embeddings cached in the store
     scene = small.scene(sid)
     p = scene.read_pairs("pairs")
-    labeler = pl._LABELERS[(str(Path(small.root).resolve()), pl.pseudolabel_fingerprint(cfg, small))]
+    labeler = pl._LABELERS[(str(Path(small.root).resolve()), pl.pseudolabel_fingerprint(cfg, small), "cpu")]
     assert labeler.text.shape[0] == 3
     labels, scores = labeler.clip.label_images(scene.read_color(2)[None], labeler.text, out_size=(72, 96))
     idx, pu, pv = pair_points_with_view_np(scene.read("coord"), scene.intrinsics()[2], scene.cam_to_world()[2],
