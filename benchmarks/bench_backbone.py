@@ -7,9 +7,9 @@ The scene is synthetic and surface-like, as a scan is: the floor, ceiling and fo
 6 × 5 × 2.6 m room plus eight boxes on the floor, sampled uniformly per unit area with 5 mm noise and
 random colours in [-1, 1]. One step is ``PointNetwork(points, feats)`` (voxelisation and kernel
 maps included, as every training step on a new scene pays them) followed by ``backward`` of the sum
-of the 512-wide outputs. Printed: median seconds per step and the ratio to the ``torch`` backend.
-spconv's backward needs CUDA, so on CPU spconv is timed forward-only (and with one thread, the only
-setting in which its CPU results are right); the table says so.
+of the 512-wide outputs. Printed: median wall and process-CPU seconds per step, forward only and forward + backward,
+and the ratio to the ``torch`` backend. spconv's backward needs CUDA, so on CPU spconv is timed
+forward-only (and with one thread, the only setting in which its CPU results are right).
 """
 
 from __future__ import annotations
@@ -56,14 +56,18 @@ def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Te
     return pts, colours
 
 
-def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool) -> float:
-    """Median seconds of one step over ``repeats`` runs, after one warm-up run."""
-    times = []
+def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of one step over ``repeats`` runs, after one warm-up run.
+
+    On a shared machine the wall time depends on the other jobs; with one thread, process CPU time
+    is close to what the step takes on an idle core.
+    """
+    walls, cpus = [], []
     for i in range(repeats + 1):
         net.zero_grad(set_to_none=True)
         if pts.is_cuda:
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         with torch.set_grad_enabled(backward):
             out = net([pts], [feats])[0]
             if backward:
@@ -71,8 +75,9 @@ def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool) ->
         if pts.is_cuda:
             torch.cuda.synchronize()
         if i > 0:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            walls.append(time.perf_counter() - w0)
+            cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -98,27 +103,30 @@ def main() -> None:
     )
 
     ref = PointNetwork(arch=args.arch, voxel_size=args.voxel_size, backend="torch").to(args.device)
-    results: dict[str, tuple[float, str]] = {}
+    rows: list[tuple[str, str, float, float]] = []  # backend, pass, wall s, cpu s
     for name in wanted:
         if name not in installed:
             print(f"{name:12s} not installed")
             continue
         net = PointNetwork.from_config({**ref.arch_config(), "backend": name}).to(args.device)
         net.load_state_dict(ref.state_dict())
-        backward, threads, note = True, args.threads, "fwd+bwd"
+        threads, passes = args.threads, ["fwd", "fwd+bwd"]
         if name == "spconv" and args.device == "cpu":
-            backward, threads, note = False, 1, "fwd only, 1 thread (CPU spconv: no backward)"
+            threads, passes = 1, ["fwd"]  # CPU spconv: right only with 1 thread, no backward
         torch.set_num_threads(threads)
-        try:
-            results[name] = (time_backend(net, pts, feats, args.repeats, backward), note)
-        except Exception as exc:  # noqa: BLE001 - report a failing backend and go on
-            print(f"{name:12s} failed: {type(exc).__name__}: {exc}")
+        for kind in passes:
+            try:
+                wall, cpu = time_backend(net, pts, feats, args.repeats, kind == "fwd+bwd")
+                rows.append((name, kind, wall, cpu))
+            except Exception as exc:  # noqa: BLE001 - report a failing backend and go on
+                print(f"{name:12s} {kind} failed: {type(exc).__name__}: {exc}")
         torch.set_num_threads(args.threads)
 
-    base = results.get("torch", (float("nan"), ""))[0]
-    print(f"{'backend':12s} {'s/step':>8s} {'ratio':>7s}  note")
-    for name, (sec, note) in results.items():
-        print(f"{name:12s} {sec:8.3f} {sec / base:7.2f}  {note}")
+    base = {kind: cpu for name, kind, _, cpu in rows if name == "torch"}
+    print(f"{'backend':12s} {'pass':8s} {'wall s':>8s} {'cpu s':>8s} {'cpu ratio to torch':>19s}")
+    for name, kind, wall, cpu in rows:
+        ratio = cpu / base[kind] if kind in base else float("nan")
+        print(f"{name:12s} {kind:8s} {wall:8.2f} {cpu:8.2f} {ratio:19.2f}")
 
 
 if __name__ == "__main__":
