@@ -25,6 +25,14 @@ from hiclr.train.loop import TrainResult, read_config, read_run_info, train
 
 
 @dataclass
+class DistillConfig:
+    """The ``distill:`` section of a recipe."""
+
+    epochs: int = 0  # feedback-distillation epochs after training (0: export only)
+    checkpoint: str = "last"  # exported checkpoint: last (label-free) | best (by val mIoU, uses ground truth)
+
+
+@dataclass
 class DistillResult:
     trained: TrainResult | None
     model_path: Path | None

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import click
 
-from hiclr_cli.common import handle_errors
+from hiclr_cli.common import handle_errors, recipe_options
 
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False, exists=True))
-@click.option("--epochs", type=int, default=0, show_default=True,
-              help="Continue the run this many epochs with feedback distillation (L_kl) on.")
+@click.option("--epochs", type=int, default=None,
+              help="Continue the run this many epochs with feedback distillation (L_kl) on.  [default: 0]")
 @click.option("--export", "export", type=click.Path(dir_okay=False), default=None,
               help="Write the 3D-only model file here (e.g. RUN/model.pt).")
-@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True,
-              help="Which checkpoint to export (best = by val mIoU, which uses ground truth).")
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default=None,
+              help="Which checkpoint to export (best = by val mIoU, which uses ground truth).  [default: last]")
 @click.option("--device", default=None, help="Device for the distillation epochs.")
+@recipe_options
 @handle_errors
-def distill(run: str, epochs: int, export: str | None, checkpoint: str, device: str | None) -> None:
+def distill(run: str, epochs: int | None, export: str | None, checkpoint: str | None, device: str | None,
+            recipe: str | None, overrides: tuple[str, ...]) -> None:
     """Feedback-distil RUN (from its checkpoint with the transformers) and/or export its 3D model."""
-    from hiclr.distill import distill as run_distill
+    from hiclr.config import load_section
+    from hiclr.distill import DistillConfig, distill as run_distill
 
-    res = run_distill(run, epochs=epochs, export=export, checkpoint=checkpoint, device=device, progress=True)
+    cfg = load_section(DistillConfig, "distill", recipe, overrides, epochs=epochs, checkpoint=checkpoint)
+    res = run_distill(run, epochs=cfg.epochs, export=export, checkpoint=cfg.checkpoint, device=device, progress=True)
     if res.trained is not None:
         click.echo(f"distilled to epoch {res.trained.epochs_done}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.trained.last.items()))
     if res.model_path is not None:

@@ -39,7 +39,7 @@ from hiclr.train.anchors import class_anchors
 from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, collate
-from hiclr.train.model import HiclModel, build_network, mean_of_terms
+from hiclr.train.model import HiclModel, build_network, mean_of_terms, network_supports_amp
 from hiclr.train.schedule import active_terms, cosine_lr
 
 TERMS = ("ce", "intra", "inter", "kl")
@@ -237,7 +237,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         write_config(run, cfg)
-        env = {**environment(), "device": str(device), "world_size": world, "amp": "bf16" if amp else "off",
+        env = {**environment(), "device": str(device), "world_size": world, "amp": ("bf16: transformers" + (" and 3D network" if network_supports_amp(model.net, device) else
+                                         " (3D network in fp32: its sparse backend has no mixed-precision backward)")) if amp else "off",
                "backend": str(getattr(model.net, "backend_name", cfg.backend)), "anchors": anchor_info["source"]}
         if "warning" in anchor_info:
             env["WARNING"] = anchor_info["warning"]
@@ -268,8 +269,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
             opt_net.zero_grad(set_to_none=True)
             if opt_tr is not None:
                 opt_tr.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                losses = ddp(batch, terms)
+            losses = ddp(batch, terms, amp)
             loss = mean_of_terms(losses)
             if not torch.isfinite(loss):
                 raise HiclrError(f"epoch {epoch}: the loss is {loss.item()} ({ {k: float(v) for k, v in losses.items()} })",

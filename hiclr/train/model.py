@@ -37,11 +37,17 @@ class HiclModel(nn.Module):
     def transformer_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.intra, self.inter) if m is not None for p in m.parameters()]
 
-    def forward(self, batch: list[SceneItem], terms: list[str]) -> dict[str, Tensor]:
-        """Loss terms named in ``terms`` (subset of ce, intra, inter, kl) for a batch of scenes."""
+    def forward(self, batch: list[SceneItem], terms: list[str], amp: bool = False) -> dict[str, Tensor]:
+        """Loss terms named in ``terms`` (subset of ce, intra, inter, kl) for a batch of scenes.
+
+        ``amp``: bf16 autocast on CUDA for the transformers, and for the 3D network when its sparse
+        backend supports it (the portable ``torch`` backend's backward does not mix dtypes yet).
+        Losses are computed in float32."""
         cfg, text = self.cfg, self.text
         dev = text.device
-        feats = self.net([b.coord.to(dev) for b in batch], [b.feats.to(dev) for b in batch])  # B × (N_i, d)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and network_supports_amp(self.net, dev)):
+            feats = self.net([b.coord.to(dev) for b in batch], [b.feats.to(dev) for b in batch])  # B × (N_i, d)
+        feats = [f.float() for f in feats]
         out: dict[str, Tensor] = {}
         if "ce" in terms:
             offsets = torch.cumsum(torch.tensor([0] + [f.shape[0] for f in feats[:-1]], device=dev), 0)
@@ -53,17 +59,33 @@ class HiclModel(nn.Module):
             scene = torch.cat([torch.full((len(b.sample),), i, dtype=torch.long, device=dev) for i, b in enumerate(batch)])
             label = torch.cat([b.sample_label.to(dev) for b in batch])
             agg = f
-            if self.intra is not None:
-                agg = self.intra(agg.float(), scene)  # Eq. 3, per scene
-                if "intra" in terms:
-                    out["intra"] = correlation_ce_loss(agg, text, label, cfg.temperature, cfg.normalize)
-            if self.inter is not None:
-                agg = self.inter(agg.float(), scene)  # Eq. 7, across the batch's scenes
-                if "inter" in terms:
-                    out["inter"] = correlation_ce_loss(agg, text, label, cfg.temperature, cfg.normalize)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                agg = self._transformers(agg, scene, label, terms, out)
             if "kl" in terms:
-                out["kl"] = feedback_kl_loss(f, agg, cfg.kl_over, text, cfg.temperature, cfg.normalize)
+                out["kl"] = feedback_kl_loss(f, agg.float(), cfg.kl_over, text, cfg.temperature, cfg.normalize)
         return out
+
+    def _transformers(self, agg: Tensor, scene: Tensor, label: Tensor, terms: list[str], out: dict[str, Tensor]) -> Tensor:
+        """Intra-scene then inter-scene aggregation of the sampled features; adds their L̂_ce to ``out``."""
+        cfg, text = self.cfg, self.text
+        if self.intra is not None:
+            agg = self.intra(agg, scene)  # Eq. 3, per scene
+            if "intra" in terms:
+                out["intra"] = correlation_ce_loss(agg, text, label, cfg.temperature, cfg.normalize)
+        if self.inter is not None:
+            agg = self.inter(agg, scene)  # Eq. 7, across the batch's scenes
+            if "inter" in terms:
+                out["inter"] = correlation_ce_loss(agg, text, label, cfg.temperature, cfg.normalize)
+        return agg
+
+
+def network_supports_amp(net: nn.Module, device: torch.device) -> bool:
+    """Whether the 3D network may run under autocast on ``device`` (not with the torch backend)."""
+    if device.type != "cuda":
+        return False
+    from hiclr.nn.sparse.backends import resolve_backend
+
+    return resolve_backend(str(getattr(net, "backend", "auto")), "cuda") != "torch"
 
 
 def build_network(cfg: TrainConfig, out_channels: int) -> nn.Module:
