@@ -25,13 +25,17 @@ def sh(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "hiclr_cli.main", *args], check=True)
 
 
-def prepare(work: Path, recipe: str) -> Path:
+def prepare(work: Path, recipe: str, overrides: list[str]) -> Path:
+    """The store: each pipeline step with the recipe and the ``--set`` values of its own section."""
+    def sets(section: str) -> list[str]:
+        return [a for o in overrides if o.startswith(section + ".") for a in ("--set", o)]
+
     data = work / "store"
     if not (data / "dataset.yaml").is_file():
-        sh("prepare", "synthetic", "--out", str(data), "--recipe", recipe)
-    sh("pseudolabel", str(data), "--recipe", recipe)
-    sh("oversegment", str(data), "--recipe", recipe)
-    sh("refine", str(data), "--recipe", recipe)
+        sh("prepare", "synthetic", "--out", str(data), "--recipe", recipe, *sets("synthetic"))
+    sh("pseudolabel", str(data), "--recipe", recipe, *sets("pseudolabel"))
+    sh("oversegment", str(data), "--recipe", recipe, *sets("oversegment"))
+    sh("refine", str(data), "--recipe", recipe, *sets("refine"))
     return data
 
 
@@ -40,7 +44,8 @@ def main() -> None:
     ap.add_argument("--work", default="benchmarks/_ablation", help="Working folder (store and runs).")
     ap.add_argument("--recipe", default="recipes/synthetic.yaml")
     ap.add_argument("--rows", default="I,II,III,IV,V")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="train.KEY=VALUE (repeatable)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="SECTION.KEY=VALUE for synthetic, pseudolabel, oversegment, refine or train (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -56,10 +61,10 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    data = prepare(work, args.recipe)
+    data = prepare(work, args.recipe, args.overrides)
     store = Store.open(data)
     ref = {k: 100 * evaluate_store(store, labels=k, split="val", progress=False).scores["miou"] for k in ("pseudo", "refined")}
-    base = load_section(TrainConfig, "train", args.recipe, args.overrides)
+    base = load_section(TrainConfig, "train", args.recipe, [o for o in args.overrides if o.startswith("train.")])
     results = []
     for row in args.rows.split(","):
         cfg = dataclasses.replace(base, stages=TABLE2[row], seed=args.seed, val_split="")
