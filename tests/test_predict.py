@@ -94,3 +94,23 @@ def test_prompts_need_clip_anchors(tmp_path: Path) -> None:
 
     with pytest.raises(HiclrError, match="random anchors"):
         prompt_embeddings(load_model(model), ["lamp"])
+
+
+def test_splat_zbuffer_nearest_wins() -> None:
+    import math
+
+    from hiclr.viz import project, splat
+
+    a, e = math.radians(-45.0), math.radians(65.0)
+    fwd = np.array([math.cos(e) * math.sin(a), math.cos(e) * math.cos(a), -math.sin(e)])
+    # two points on one viewing ray (the far one first), plus two corners to fix the frame
+    near, far = np.zeros(3), 2.0 * fwd
+    pts = np.array([far, near, [-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]], np.float32)
+    uv, depth = project(pts)
+    assert np.allclose(uv[0], uv[1], atol=1e-6) and depth[0] > depth[1]
+    colors = np.array([[255, 0, 0], [0, 0, 255], [0, 0, 0], [0, 0, 0]], np.uint8)
+    img = splat(pts, colors, size=64, radius=0)
+    px = img.reshape(-1, 3).astype(int)
+    drawn = (px != 255).any(1)
+    assert ((px[:, 2] > 0) & (px[:, 0] == 0) & drawn).any()  # the near (blue) point is drawn
+    assert not ((px[:, 0] > 0) & (px[:, 1] == 0) & (px[:, 2] == 0)).any()  # the far (red) one is hidden
