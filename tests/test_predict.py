@@ -105,7 +105,7 @@ def test_splat_zbuffer_nearest_wins() -> None:
     fwd = np.array([math.cos(e) * math.sin(a), math.cos(e) * math.cos(a), -math.sin(e)])
     # two points on one viewing ray (the far one first), plus two corners to fix the frame
     near, far = np.zeros(3), 2.0 * fwd
-    pts = np.array([far, near, [-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]], np.float32)
+    pts = np.array([far, near, [-1.3, -0.7, 0.2], [1.1, 0.9, -0.4]], np.float32)
     uv, depth = project(pts)
     assert np.allclose(uv[0], uv[1], atol=1e-6) and depth[0] > depth[1]
     colors = np.array([[255, 0, 0], [0, 0, 255], [0, 0, 0], [0, 0, 0]], np.uint8)
