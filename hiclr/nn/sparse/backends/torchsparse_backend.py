@@ -13,8 +13,10 @@ How it maps hiclr onto torchsparse:
 * one set of torchsparse coordinate/kernel-map caches per hiclr context, attached to every
   torchsparse tensor the adapter creates, so a transposed convolution finds the kernel map of the
   strided convolution that went down (torchsparse builds transposed maps only that way).
-* rows: inputs are given in hiclr's order; torchsparse's strided outputs are reordered to hiclr's
-  rows; the input of a transposed convolution is put in torchsparse's order of that level.
+* rows: inputs are given in hiclr's order, so submanifold outputs and transposed outputs (whose
+  rows are those of the input of the strided convolution that went down) are in hiclr's order;
+  strided outputs are reordered from torchsparse's order; the input of a transposed convolution is
+  put in torchsparse's order of its level (the order of that level's kernel map).
 * weights: (k³, C_in, C_out) like hiclr's; torchsparse enumerates offsets with ``x`` fastest for
   odd kernels (MinkowskiEngine's order) and ``z`` fastest for even kernels (hiclr's order).
 """
@@ -108,9 +110,11 @@ class TorchsparseBackend:
         t = self._tensor(ctx, feats, coords, x.stride)
         extra = {"training": torch.is_grad_enabled()} if self.has_training_flag else {}
         out = tsF.conv3d(t, w, k, None, ratio, transposed=transposed, **extra)
-        rows = self._rows(ctx, out.C, out_stride)
-        if out_stride == x.stride and bool((rows == torch.arange(rows.numel(), device=rows.device)).all()):
+        if out_stride <= x.stride:
+            # submanifold: rows follow the input (hiclr's order); transposed: rows follow the input of
+            # the strided convolution that went down, which hiclr also gave in its own order
             return out.F
+        rows = self._rows(ctx, out.C, out_stride)  # strided: torchsparse's order of the new level
         return out.F.new_zeros(out.F.shape).index_copy(0, rows, out.F)
 
 
