@@ -96,7 +96,7 @@ def parse_stages(text: str) -> list[str]:
         return []
     if t == "all":
         return list(STAGES)
-    if t.upper() in TABLE2 and t.upper() == t.upper().strip() and t.isalpha() and set(t.upper()) <= {"I", "V"}:
+    if t.upper() in TABLE2:
         return list(TABLE2[t.upper()])
     out = [s.strip() for s in t.split(",") if s.strip() and s.strip() != "baseline"]
     bad = [s for s in out if s not in STAGES]

@@ -77,12 +77,14 @@ def _distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _all_reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
+def _all_reduce_mean(values: torch.Tensor, world: int, device: torch.device) -> torch.Tensor:
+    """Mean over processes of a small CPU tensor (NCCL reduces on the GPU, so it travels there)."""
     if world > 1:
         import torch.distributed as dist
 
-        dist.all_reduce(values)
-        values = values / world
+        buf = values.to(device)
+        dist.all_reduce(buf)
+        values = buf.cpu() / world
     return values
 
 
@@ -284,7 +286,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
             for i, t in enumerate(TERMS):
                 if t in losses:
                     sums[i + 1] += float(losses[t].detach())
-        means = _all_reduce_mean(sums / max(batches, 1), world)
+        means = _all_reduce_mean(sums / max(batches, 1), world, device)
         row: dict[str, Any] = {"epoch": epoch, "loss": f"{means[0]:.6f}", "lr": f"{lr:.6g}",
                                "transformer_lr": f"{tlr:.6g}" if opt_tr is not None else "",
                                "seconds": f"{time.time() - t0:.2f}"}
