@@ -62,7 +62,6 @@ class TrainConfig:
     val_every: int = 1
     val_max_scenes: int = 0  # 0 = all scenes of the split
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    log_every: int = 0  # print nothing; kept for symmetry with other steps (0 = per epoch only)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.stages if s not in STAGES]
