@@ -14,7 +14,7 @@ from hiclr.train.loop import train
 
 def test_feedback_phase_then_export(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
     cfg = TrainConfig(epochs=2, batch_size=3, samples=16, correlation_from=2, kl_from=21, lr=0.05,
-                      stages=["intraset", "intrascene", "interscene"], transformer_layers=1, transformer_heads=2,
+                      stages=["intraset", "intrascene", "interscene"], transformer_layers=1, transformer_heads=2, transformer_mlp_ratio=1.0,
                       device="cpu", val_split="")
     train(toy_store.root, tmp_path / "run", cfg)
     res = distill(tmp_path / "run", epochs=1, export=tmp_path / "model.pt")
