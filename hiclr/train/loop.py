@@ -241,7 +241,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
         write_config(run, cfg)
         env = {**environment(), "device": str(device), "world_size": world, "amp": ("bf16: transformers" + (" and 3D network" if network_supports_amp(model.net, device) else
                                          " (3D network in fp32: its sparse backend has no mixed-precision backward)")) if amp else "off",
-               "backend": str(getattr(model.net, "backend_name", cfg.backend)), "anchors": anchor_info["source"]}
+               "backend": _backend_name(cfg.backend, device), "anchors": anchor_info["source"]}
         if "warning" in anchor_info:
             env["WARNING"] = anchor_info["warning"]
         atomic_write_text(run / "env.json", json.dumps(env, indent=1))
@@ -335,6 +335,17 @@ def _state(model: HiclModel, opt_net: torch.optim.Optimizer, opt_tr: torch.optim
         if getattr(model, name) is not None:
             state[name] = getattr(model, name).state_dict()
     return state
+
+
+def _backend_name(name: str, device: torch.device) -> str:
+    """The sparse backend that ``name`` resolves to on ``device`` (``auto`` spelled out)."""
+    try:
+        from hiclr.nn.sparse.backends import resolve_backend
+
+        resolved = resolve_backend(name, device.type)
+    except (ImportError, HiclrError):
+        return name
+    return f"{resolved} (from {name})" if resolved != name else name
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
