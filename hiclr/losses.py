@@ -19,7 +19,6 @@ pairs a batch happens to hold), so the terms have comparable scales when average
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

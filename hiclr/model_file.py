@@ -74,7 +74,7 @@ def load_model(path: Path | str) -> ModelFile:
         raise HiclrError(f"{path}: no model file", "export one with: hiclr distill RUN --export model.pt")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:
         raise HiclrError(f"{path}: unreadable model file ({type(exc).__name__}: {exc})", "export it again with hiclr distill") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         hint = "a training checkpoint is not a model file: export with hiclr distill RUN --export model.pt"

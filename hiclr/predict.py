@@ -92,7 +92,7 @@ def predict_store(store: Any, model_file: Path | str, split: str = "val", batch:
         for sc, f in zip(scenes, predict_features(net, coords, feats, dev)):
             pred = labels_from_features(f, model.text)
             sc.write("pred", pred.astype(np.int16), step="hiclr evaluate --model", fingerprint=fp)
-            out[sc.id] = {"status": "done", "points": int(len(pred))}
+            out[sc.id] = {"status": "done", "points": len(pred)}
     return out
 
 

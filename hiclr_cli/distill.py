@@ -22,7 +22,8 @@ def distill(run: str, epochs: int | None, export: str | None, checkpoint: str | 
             recipe: str | None, overrides: tuple[str, ...]) -> None:
     """Feedback-distil RUN (from its checkpoint with the transformers) and/or export its 3D model."""
     from hiclr.config import load_section
-    from hiclr.distill import DistillConfig, distill as run_distill
+    from hiclr.distill import DistillConfig
+    from hiclr.distill import distill as run_distill
 
     cfg = load_section(DistillConfig, "distill", recipe, overrides, epochs=epochs, checkpoint=checkpoint)
     res = run_distill(run, epochs=cfg.epochs, export=export, checkpoint=cfg.checkpoint, device=device, progress=True)

@@ -28,7 +28,8 @@ def train(data: str, out: str, stages: str | None, epochs: int | None, device: s
     batch_size is per process)."""
     from hiclr.config import load_section
     from hiclr.train.config import TrainConfig, parse_stages
-    from hiclr.train.loop import read_config, train as run_train
+    from hiclr.train.loop import read_config
+    from hiclr.train.loop import train as run_train
 
     stage_list = parse_stages(stages) if stages is not None else None
     if resume and recipe is None and not overrides and (Path(out) / "config.yaml").is_file():

@@ -78,7 +78,7 @@ def test_predict_on_open3d_point_cloud_and_mesh(tmp_path: Path) -> None:
         back = read_ply(res.files["ply"])
         assert len(back["vertex"]) == n and np.array_equal(back["vertex"]["label"], labels)
         assert np.allclose(np.stack([back["vertex"][c] for c in "xyz"], 1), np.asarray(
-            (pcd.points if name == "cloud" else mesh.vertices)), atol=1e-5)
+            pcd.points if name == "cloud" else mesh.vertices), atol=1e-5)
         if name == "box":
             assert len(back["face"]) == len(mesh.triangles)
         legend = json.loads(res.files["legend"].read_text())

@@ -34,7 +34,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise HiclrError(f"{path}: no checkpoint", "train first (hiclr train ... --out RUN), or drop --resume")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:
         raise HiclrError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})",
                          "the file is truncated, corrupt or not a hiclr checkpoint: delete it and retrain") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -50,7 +50,7 @@ def sample_points(segments: np.ndarray, labels: np.ndarray, total: int, rng: np.
     if len(cand) == 0:
         return cand.astype(np.int64)
     seg = segments[cand]
-    uniq, inverse, sizes = np.unique(seg, return_inverse=True, return_counts=True)
+    _, inverse, sizes = np.unique(seg, return_inverse=True, return_counts=True)
     quota = segment_quota(sizes, total)
     order = np.argsort(inverse, kind="stable")  # candidates grouped by set
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])

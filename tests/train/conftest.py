@@ -29,7 +29,7 @@ class TinyNet(nn.Module):
         return dict(self.cfg)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "TinyNet":
+    def from_config(cls, cfg: dict) -> TinyNet:
         return cls(cfg["in_channels"], cfg["out_channels"])
 
 
@@ -70,7 +70,7 @@ def toy_store(tmp_path: Path) -> Store:
 @pytest.fixture()
 def tiny_net(monkeypatch: pytest.MonkeyPatch) -> type[TinyNet]:
     """Make training build TinyNet instead of hiclr.nn.PointNetwork."""
-    import hiclr.train.loop as loop
+    from hiclr.train import loop
 
     monkeypatch.setattr(loop, "build_network", lambda cfg, out_channels: TinyNet(cfg.in_channels, out_channels))
     return TinyNet

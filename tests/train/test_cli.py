@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from hiclr_cli.main import cli
 
 
-def test_train_resume_and_export_from_the_cli(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+def test_train_resume_and_export_from_the_cli(toy_store, tiny_net, tmp_path) -> None:
     run = tmp_path / "run"
     common = ["--set", "train.batch_size=3", "--set", "train.samples=16", "--set", "train.device=cpu",
               "--set", "train.transformer_layers=1", "--set", "train.transformer_heads=2", "--set", "train.transformer_mlp_ratio=1", "--set", "train.val_split="]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import torch
 
@@ -12,13 +13,13 @@ from hiclr.train.config import TrainConfig
 from hiclr.train.loop import train
 
 
-def test_feedback_phase_then_export(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+def test_feedback_phase_then_export(toy_store, tiny_net, tmp_path) -> None:
     cfg = TrainConfig(epochs=2, batch_size=3, samples=16, correlation_from=2, kl_from=21, lr=0.05,
                       stages=["intraset", "intrascene", "interscene"], transformer_layers=1, transformer_heads=2, transformer_mlp_ratio=1.0,
                       device="cpu", val_split="")
     train(toy_store.root, tmp_path / "run", cfg)
     res = distill(tmp_path / "run", epochs=1, export=tmp_path / "model.pt")
-    rows = list(csv.DictReader(open(tmp_path / "run/log.csv")))
+    rows = list(csv.DictReader(Path(tmp_path / "run/log.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert not rows[1]["kl"] and rows[2]["kl"]  # L_kl only in the distillation epoch
     assert res.epoch == 3 and res.checkpoint.name == "last.pt"

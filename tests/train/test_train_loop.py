@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +14,9 @@ from hiclr.train.loop import train
 
 
 def _cfg(**kw: object) -> TrainConfig:
-    base = dict(epochs=4, batch_size=2, samples=32, ce_from=1, correlation_from=2, kl_from=3, lr=0.05,
-                transformer_layers=1, transformer_heads=2, transformer_mlp_ratio=1.0, seed=3, device="cpu")
+    base: dict[str, object] = {"epochs": 4, "batch_size": 2, "samples": 32, "ce_from": 1, "correlation_from": 2, "kl_from": 3,
+                               "lr": 0.05, "transformer_layers": 1, "transformer_heads": 2, "transformer_mlp_ratio": 1.0,
+                               "seed": 3, "device": "cpu"}
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -23,7 +25,7 @@ class Killed(Exception):
     pass
 
 
-def test_resume_gives_the_same_weights(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+def test_resume_gives_the_same_weights(toy_store, tiny_net, tmp_path) -> None:
     torch.set_num_threads(1)
     cfg = _cfg(epochs=3, val_split="")  # killed after epoch 2; epoch 3 has every loss term
     full = train(toy_store.root, tmp_path / "full", cfg)
@@ -45,16 +47,16 @@ def test_resume_gives_the_same_weights(toy_store, tiny_net, tmp_path) -> None:  
     for part in ("net", "intra", "inter"):
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
-    rows = list(csv.DictReader(open(tmp_path / "part/log.csv")))
+    rows = list(csv.DictReader(Path(tmp_path / "part/log.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[2]["kl"]
 
 
-def test_run_folder_and_log_terms(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+def test_run_folder_and_log_terms(toy_store, tiny_net, tmp_path) -> None:
     res = train(toy_store.root, tmp_path / "run", _cfg(epochs=3))
     run = tmp_path / "run"
     for f in ("config.yaml", "env.json", "run.json", "log.csv", "ckpt/last.pt", "ckpt/best.pt", "anchors.npy"):
         assert (run / f).is_file(), f
-    rows = list(csv.DictReader(open(run / "log.csv")))
+    rows = list(csv.DictReader(Path(run / "log.csv").read_text().splitlines()))
     assert rows[0]["ce"] and not rows[0]["intra"] and not rows[0]["kl"]  # epoch 1: L_ce only
     assert rows[1]["intra"] and rows[1]["inter"] and not rows[1]["kl"]  # epoch 2: + transformer losses
     assert rows[2]["kl"]  # epoch 3: + feedback
@@ -67,12 +69,12 @@ def test_run_folder_and_log_terms(toy_store, tiny_net, tmp_path) -> None:  # noq
     assert set(state) >= {"net", "intra", "inter", "opt_net", "opt_tr", "epoch", "step", "text"}
 
 
-def test_baseline_has_no_transformers(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+def test_baseline_has_no_transformers(toy_store, tiny_net, tmp_path) -> None:
     train(toy_store.root, tmp_path / "b", _cfg(epochs=1, stages=[], val_split=""))
     state = torch.load(tmp_path / "b/ckpt/last.pt", weights_only=True)
     assert "intra" not in state and "inter" not in state
 
 
-def test_training_learns_the_toy_task(toy_store, tiny_net, tmp_path) -> None:  # noqa: ANN001
+def test_training_learns_the_toy_task(toy_store, tiny_net, tmp_path) -> None:
     res = train(toy_store.root, tmp_path / "l", _cfg(epochs=12, stages=["intraset"], lr=0.2, augment=False))
     assert res.best_miou > 0.5  # labels depend on x only: a per-point MLP must learn them
