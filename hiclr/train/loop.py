@@ -207,6 +207,9 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     if resume:
         _check_resume(run, cfg)
         state = load_checkpoint(ckpt_dir / "last.pt")
+        if "text" in state and not torch.equal(state["text"], text):
+            raise HiclrError(f"{data}: the class anchors differ from those the run in {run} was trained with",
+                             "resume against the same store and text-embedding cache, or train into a new --out")
         model.net.load_state_dict(state["net"])
         for name in ("intra", "inter"):
             if getattr(model, name) is not None and name in state:
@@ -239,8 +242,11 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         write_config(run, cfg)
-        env = {**environment(), "device": str(device), "world_size": world, "amp": ("bf16: transformers" + (" and 3D network" if network_supports_amp(model.net, device) else
-                                         " (3D network in fp32: its sparse backend has no mixed-precision backward)")) if amp else "off",
+        amp_text = "off"
+        if amp:
+            amp_text = "bf16: transformers and 3D network" if network_supports_amp(model.net, device) else \
+                "bf16: transformers (3D network in fp32: its sparse backend has no mixed-precision backward)"
+        env = {**environment(), "device": str(device), "world_size": world, "amp": amp_text,
                "backend": _backend_name(cfg.backend, device), "anchors": anchor_info["source"]}
         if "warning" in anchor_info:
             env["WARNING"] = anchor_info["warning"]
