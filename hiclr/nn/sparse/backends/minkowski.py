@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import warnings
 from typing import Any
 
 import torch
@@ -30,7 +31,9 @@ if not hasattr(collections, "Sequence"):  # ME 0.5.4 imports collections.Sequenc
     collections.Sequence = collections.abc.Sequence  # type: ignore[attr-defined]
 
 try:
-    import MinkowskiEngine as ME
+    with warnings.catch_warnings():  # a CPU-only build warns at every import; hiclr knows
+        warnings.filterwarnings("ignore", message="The MinkowskiEngine was compiled with CPU_ONLY")
+        import MinkowskiEngine as ME
     from MinkowskiEngine.MinkowskiConvolution import (
         MinkowskiConvolutionFunction,
         MinkowskiConvolutionTransposeFunction,
