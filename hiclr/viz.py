@@ -1,7 +1,7 @@
 """PNG renders of labelled scenes: an oblique orthographic point splat with a z-buffer, and a legend.
 
 No GPU and no open3d renderer (its OffscreenRenderer does not work headless here): points are
-projected with a fixed orthographic camera looking down at 65° from the south-west, each point is a
+projected with a fixed orthographic camera looking down at 75° from the south-west, each point is a
 small square splat, and per pixel the splat nearest to the camera wins.
 """
 
@@ -29,7 +29,7 @@ def palette(n: int) -> np.ndarray:
     return np.concatenate([_BASE, np.array(extra, dtype=np.uint8)])
 
 
-def project(coord: np.ndarray, azimuth: float = -45.0, elevation: float = 65.0) -> tuple[np.ndarray, np.ndarray]:
+def project(coord: np.ndarray, azimuth: float = -45.0, elevation: float = 75.0) -> tuple[np.ndarray, np.ndarray]:
     """Orthographic view: (N, 3) metres → image-plane (N, 2) metres (u right, v down) and depth (N,)
     (larger = farther from the camera). The camera looks down at ``elevation`` degrees."""
     a, e = math.radians(azimuth), math.radians(elevation)
@@ -44,16 +44,16 @@ def splat(coord: np.ndarray, colors: np.ndarray, size: int = 800, radius: int | 
           background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
     """(size, size, 3) uint8 image of the points, nearest splat per pixel; the scene fills the frame.
 
-    ``radius`` (pixels) defaults to one that closes the gaps of a sparse cloud: about a third of the
-    mean pixel spacing of N points spread over the frame, between 1 and 6."""
+    ``radius`` (pixels) defaults to one that closes the gaps between neighbouring points: 0.5 × the
+    median nearest-neighbour distance (from up to 2000 sampled points) in pixels, between 1 and 4."""
     img = np.empty((size, size, 3), np.uint8)
     img[:] = background
     if len(coord) == 0:
         return img
-    if radius is None:
-        radius = int(np.clip(0.35 * size / math.sqrt(len(coord)), 1, 6))
     uv, depth = project(coord)
     lo, hi = uv.min(0), uv.max(0)
+    if radius is None:
+        radius = _auto_radius(coord, size / max(float((hi - lo).max()), 1e-9))
     scale = (size - 2 * radius - 9) / max(float((hi - lo).max()), 1e-9)
     px = ((uv - lo) * scale + radius + 4 + (size - 2 * radius - 9 - (hi - lo) * scale) / 2).round().astype(np.int64)
     offs = [(dx, dy) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)]
@@ -67,6 +67,17 @@ def splat(coord: np.ndarray, colors: np.ndarray, size: int = 800, radius: int | 
     shade = (1.0 - 0.35 * d)[idx[first], None]
     img.reshape(-1, 3)[pix[first]] = (colors[idx[first]].astype(np.float64) * shade).round().clip(0, 255).astype(np.uint8)
     return img
+
+
+def _auto_radius(coord: np.ndarray, px_per_metre: float) -> int:
+    if len(coord) < 2:
+        return 1
+    from scipy.spatial import cKDTree
+
+    probe = coord[np.random.default_rng(0).choice(len(coord), size=min(2000, len(coord)), replace=False)]
+    dist, _ = cKDTree(coord).query(probe, k=2)
+    spacing = float(np.median(dist[:, 1])) * px_per_metre
+    return int(np.clip(math.ceil(0.5 * spacing), 1, 4))
 
 
 def render_labels(coord: np.ndarray, labels: np.ndarray, classes: list[str], path: Path | str, size: int = 800) -> Path:

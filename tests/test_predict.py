@@ -101,7 +101,7 @@ def test_splat_zbuffer_nearest_wins() -> None:
 
     from hiclr.viz import project, splat
 
-    a, e = math.radians(-45.0), math.radians(65.0)
+    a, e = math.radians(-45.0), math.radians(75.0)
     fwd = np.array([math.cos(e) * math.sin(a), math.cos(e) * math.cos(a), -math.sin(e)])
     # two points on one viewing ray (the far one first), plus two corners to fix the frame
     near, far = np.zeros(3), 2.0 * fwd
