@@ -41,7 +41,8 @@ def train(data: str, out: str, stages: str | None, epochs: int | None, device: s
     else:
         cfg = load_section(TrainConfig, "train", recipe, overrides, epochs=epochs, device=device, stages=stage_list)
     res = run_train(data, out, cfg, resume=resume, progress=True)
-    click.echo(f"trained {res.epochs_done} epochs, stages: {', '.join(cfg.stages) or 'baseline'} → {res.run_dir}")
+    verb = "already trained (same settings; nothing to do)" if res.skipped else "trained"
+    click.echo(f"{verb} {res.epochs_done} epochs, stages: {', '.join(cfg.stages) or 'baseline'} → {res.run_dir}")
     rows = [(k, f"{v:.4f}") for k, v in res.last.items()]
     echo_table(rows, header=("last epoch", "value"))
     if res.best_miou is not None:

@@ -55,6 +55,7 @@ class TrainResult:
     best_miou: float | None
     best_epoch: int | None
     last: dict[str, float] = field(default_factory=dict)  # loss terms of the last epoch
+    skipped: bool = False  # the run was already complete with the same settings
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -223,7 +224,14 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
         best_epoch = int(state["best_epoch"]) if state.get("best_epoch") is not None else None
         log_rows = _read_log(run / "log.csv", start)
     elif (ckpt_dir / "last.pt").exists():
-        raise HiclrError(f"{run}: a run is already there", "pass --resume to continue it, or choose another --out")
+        done = load_checkpoint(ckpt_dir / "last.pt")
+        if to_dict(read_config(run)) == to_dict(cfg) and int(done["epoch"]) >= cfg.epochs:  # idempotent, like every step
+            last = {r: float(v) for r, v in (_read_log(run / "log.csv", cfg.epochs) or [{}])[-1].items()
+                    if r != "epoch" and v not in ("", None)}
+            best = float(done["best"]) if done.get("best") is not None else None
+            return TrainResult(run, int(done["epoch"]), best, done.get("best_epoch"), last, skipped=True)
+        raise HiclrError(f"{run}: a run with other settings or unfinished is already there",
+                         "pass --resume to continue it, or choose another --out")
 
     dataset = TrainScenes(store, ids, cfg)
     sampler = EpochBatches(len(ids), cfg.seed, rank, world)

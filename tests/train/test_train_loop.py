@@ -38,7 +38,7 @@ def test_resume_gives_the_same_weights(toy_store, tiny_net, tmp_path) -> None:
     with pytest.raises(Killed):
         train(toy_store.root, tmp_path / "part", cfg, on_epoch_end=kill)
     with pytest.raises(HiclrError, match="already there"):
-        train(toy_store.root, tmp_path / "part", cfg)
+        train(toy_store.root, tmp_path / "part", cfg)  # unfinished: needs --resume
     train(toy_store.root, tmp_path / "part", cfg, resume=True)
 
     a = torch.load(tmp_path / "full/ckpt/last.pt", weights_only=True)
@@ -49,6 +49,8 @@ def test_resume_gives_the_same_weights(toy_store, tiny_net, tmp_path) -> None:
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
     rows = list(csv.DictReader(Path(tmp_path / "part/log.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[2]["kl"]
+    again = train(toy_store.root, tmp_path / "full", cfg)  # finished with the same settings: nothing to do
+    assert again.skipped and again.epochs_done == 3
 
 
 def test_run_folder_and_log_terms(toy_store, tiny_net, tmp_path) -> None:
