@@ -90,3 +90,12 @@ def test_available_backends_imports_no_backend_library():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['minkowski', 'spconv', 'torch', 'torchsparse']"
     assert set(available_backends()) == {"torch", "minkowski", "spconv", "torchsparse"}
+
+
+def test_auto_backend_resolution():
+    from hiclr.nn.sparse.backends import resolve_backend
+
+    assert resolve_backend("auto", "cpu") == "torch"  # the fastest correct CPU backend
+    assert resolve_backend("minkowski", "cpu") == "minkowski"
+    with pytest.raises(HiclrError, match="unknown sparse backend"):
+        resolve_backend("tensorrt", "cpu")

@@ -9,6 +9,7 @@ reference and needs nothing else; the others need their library and convert the 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 from typing import Protocol
 
@@ -54,15 +55,25 @@ def available_backends() -> dict[str, bool | str]:
     return {name: (_NOTES.get(name, True) if _installed(name) else False) for name in BACKENDS}
 
 
+def _spconv_has_cuda() -> bool:
+    """Whether an spconv CUDA wheel (``spconv-cu118``, ``spconv-cu120``, ...) is installed (no import)."""
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata.get("Name") or "").lower()
+        if name.startswith("spconv-cu"):
+            return True
+    return False
+
+
 def resolve_backend(name: str, device_type: str) -> str:
     """The backend ``"auto"`` stands for on a device type (``"cpu"``/``"cuda"``); checks names.
 
-    ``auto`` picks ``spconv`` on CUDA when installed, else ``torch``. On CPU it always picks
+    ``auto`` picks ``spconv`` on CUDA when a CUDA wheel of it (``spconv-cuXXX``) is installed,
+    else ``torch``. On CPU it always picks
     ``torch``: it was measured as the fastest correct CPU option (spconv's CPU results are wrong
     with more than one thread, and MinkowskiEngine is slower).
     """
     if name == "auto":
-        return "spconv" if device_type == "cuda" and _installed("spconv") else "torch"
+        return "spconv" if device_type == "cuda" and _spconv_has_cuda() else "torch"
     if name not in BACKENDS:
         raise HiclrError(f"unknown sparse backend {name!r}", f"choose one of: auto, {', '.join(BACKENDS)}")
     return name
