@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from hiclr.errors import HiclrError
 from hiclr.nn.minkunet import MinkUNet14, MinkUNet14A, MinkUNet18A, MinkUNet34C
-from hiclr.nn.sparse import devoxelize, voxelize
+from hiclr.nn.sparse import voxelize
 from hiclr.nn.sparse.backends import BACKENDS, check_installed, resolve_backend
 from hiclr.nn.spvcnn import SPVCNN
 
@@ -74,6 +75,21 @@ class PointNetwork(nn.Module):
         Returns:
             per scene, (N_i, out_channels) features, in the input point order.
         """
+        rows, index, sizes = self.forward_rows(points, feats)
+        return list(torch.split(rows[index], sizes, dim=0))
+
+    def forward_rows(self, points: list[Tensor], feats: list[Tensor]) -> tuple[Tensor, Tensor, list[int]]:
+        """The distinct output features and each point's row among them, without copying them per point.
+
+        For the MinkUNets every point of a voxel shares its voxel's feature, so the rows are the
+        (V, out_channels) voxel features; for SPVCNN they are the (N, out_channels) point features.
+        Anything linear in the feature (class logits, losses over pairs) is far cheaper computed on
+        the rows and gathered through ``index`` than on (N, out_channels) per-point copies.
+
+        Returns:
+            rows (R, out_channels); index (N,) int64 row of every point of the batch (scenes
+            concatenated in order); sizes, the N_i of each scene.
+        """
         device = next(self.parameters()).device
         for f in feats:
             if f.dim() != 2 or f.shape[1] != self.in_channels:
@@ -86,8 +102,12 @@ class PointNetwork(nn.Module):
             [p.to(device) for p in points], [f.to(device) for f in feats], self.voxel_size, backend
         )
         if isinstance(self.net, SPVCNN):
-            return pts.split(self.net(x, pts))
-        return devoxelize(self.net(x), pts)
+            out = self.net(x, pts)
+            return out, torch.arange(out.shape[0], device=out.device), list(pts.sizes)
+        out = self.net(x)
+        if out.stride != 1:
+            raise HiclrError(f"{self.arch} ended at stride {out.stride}", "the network's last layer must be at stride 1")
+        return out.feats, pts.inverse, list(pts.sizes)
 
     def arch_config(self) -> dict[str, Any]:
         """A JSON-serialisable description from which :meth:`from_config` rebuilds this network."""

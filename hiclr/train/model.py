@@ -46,16 +46,18 @@ class HiclModel(nn.Module):
         cfg, text = self.cfg, self.text
         dev = text.device
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and network_supports_amp(self.net, dev)):
-            feats = self.net([b.coord.to(dev) for b in batch], [b.feats.to(dev) for b in batch])  # B × (N_i, d)
-        feats = [f.float() for f in feats]
+            # rows (R, d): the distinct features (one per voxel for the MinkUNets); index (N,) row per point
+            rows, index, sizes = self.net.forward_rows([b.coord.to(dev) for b in batch], [b.feats.to(dev) for b in batch])
+        rows = rows.float()
+        offsets = [0, *torch.cumsum(torch.tensor(sizes[:-1], dtype=torch.long), 0).tolist()]
         out: dict[str, Tensor] = {}
         if "ce" in terms:
-            offsets = torch.cumsum(torch.tensor([0] + [f.shape[0] for f in feats[:-1]], device=dev), 0)
-            pair_point = torch.cat([b.pair_point.to(dev) + o for b, o in zip(batch, offsets)])
+            # a pair's logits are its point's row's logits: computed once per row, gathered per pair
+            pair_row = index[torch.cat([b.pair_point.to(dev) + o for b, o in zip(batch, offsets)])]
             pair_label = torch.cat([b.pair_label.to(dev) for b in batch])
-            out["ce"] = pair_ce_loss(torch.cat(feats), text, pair_point, pair_label, cfg.temperature, cfg.normalize)
+            out["ce"] = pair_ce_loss(rows, text, pair_row, pair_label, cfg.temperature, cfg.normalize)
         if {"intra", "inter", "kl"} & set(terms):
-            f = torch.cat([fi[b.sample.to(dev)] for fi, b in zip(feats, batch)])  # (L, d) sampled features, all scenes
+            f = rows[index[torch.cat([b.sample.to(dev) + o for b, o in zip(batch, offsets)])]]  # (L, d) sampled, all scenes
             scene = torch.cat([torch.full((len(b.sample),), i, dtype=torch.long, device=dev) for i, b in enumerate(batch)])
             label = torch.cat([b.sample_label.to(dev) for b in batch])
             agg = f

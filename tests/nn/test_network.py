@@ -99,3 +99,21 @@ def test_auto_backend_resolution():
     assert resolve_backend("minkowski", "cpu") == "minkowski"
     with pytest.raises(HiclrError, match="unknown sparse backend"):
         resolve_backend("tensorrt", "cpu")
+
+
+def test_forward_rows_gathered_equal_forward():
+    """forward_rows + index gives exactly the per-point features of forward (MinkUNet: one row per voxel)."""
+    import torch
+
+    from hiclr.nn import PointNetwork
+
+    torch.manual_seed(0)
+    net = PointNetwork("MinkUNet14A", in_channels=3, out_channels=8, voxel_size=0.5).eval()
+    pts = [torch.rand(200, 3) * 3, torch.rand(120, 3) * 2]
+    fts = [torch.rand(200, 3), torch.rand(120, 3)]
+    with torch.no_grad():
+        per_point = torch.cat(net(pts, fts))
+        rows, index, sizes = net.forward_rows(pts, fts)
+    assert sizes == [200, 120] and index.shape == (320,)
+    assert rows.shape[0] < 320  # voxels are shared by points
+    assert torch.equal(rows[index], per_point)

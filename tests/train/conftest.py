@@ -25,6 +25,10 @@ class TinyNet(nn.Module):
     def forward(self, points: list[torch.Tensor], feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.mlp(torch.cat([p, f], 1)) for p, f in zip(points, feats)]
 
+    def forward_rows(self, points: list[torch.Tensor], feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        rows = torch.cat(self.forward(points, feats))
+        return rows, torch.arange(rows.shape[0]), [len(p) for p in points]
+
     def arch_config(self) -> dict:
         return dict(self.cfg)
 

@@ -23,6 +23,9 @@ WORKER = textwrap.dedent('''
             self.mlp = nn.Sequential(nn.Linear(3 + cin, 16), nn.ReLU(), nn.Linear(16, cout))
         def forward(self, points, feats):
             return [self.mlp(torch.cat([p, f], 1)) for p, f in zip(points, feats)]
+        def forward_rows(self, points, feats):
+            rows = torch.cat(self.forward(points, feats))
+            return rows, torch.arange(rows.shape[0]), [len(p) for p in points]
 
     loop.build_network = lambda cfg, out_channels: Tiny(cfg.in_channels, out_channels)
     cfg = TrainConfig(epochs=2, batch_size=1, samples=16, correlation_from=2, kl_from=2, transformer_layers=1,
