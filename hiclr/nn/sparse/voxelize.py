@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from hiclr.nn.sparse.backends.torch_backend import add_rows_
 from hiclr.errors import HiclrError
 from hiclr.nn.sparse import coords as C
 from hiclr.nn.sparse.tensor import CoordinateContext, SparseTensor
@@ -88,7 +89,7 @@ def voxelize(
     keys, inverse = torch.unique(C.linearize(vox), return_inverse=True)
     counts = torch.bincount(inverse, minlength=keys.numel()).clamp_(min=1).to(f.dtype)
     mean = torch.zeros(keys.numel(), f.shape[1], dtype=f.dtype, device=device)
-    mean.index_add_(0, inverse, f)
+    add_rows_(mean, inverse, f)
     mean = mean / counts[:, None]
     context = CoordinateContext(C.delinearize(keys), backend)
     return SparseTensor(mean, 1, context), PointSet(u, batch, inverse, sizes)
@@ -121,7 +122,7 @@ def point_to_voxel(x: SparseTensor, pts: PointSet, feats: Tensor) -> SparseTenso
     n = x.coords.shape[0]
     counts = torch.bincount(idx, minlength=n).clamp_(min=1).to(feats.dtype)
     out = torch.zeros(n, feats.shape[1], dtype=feats.dtype, device=feats.device)
-    out = out.index_add(0, idx, feats) / counts[:, None]
+    out = add_rows_(out, idx, feats) / counts[:, None]
     return x.replace(out)
 
 

@@ -1,4 +1,4 @@
-"""The pure-PyTorch backend: sorted keys + searchsorted kernel maps, gather → matmul → index_add_.
+"""The pure-PyTorch backend: sorted keys + searchsorted kernel maps, gather → matmul → scatter-add.
 
 It runs wherever PyTorch runs (CPU and GPU) and is the reference the other backends are tested
 against. Kernel maps come from :meth:`CoordinateContext.kernel_map` and are cached there.
@@ -16,6 +16,16 @@ from torch import Tensor
 from hiclr.nn.sparse.coords import KernelMap
 
 
+def add_rows_(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
+    """``out[index[j]] += rows[j]`` in place (repeated indices accumulate).
+
+    On CPU, ``index_put_(accumulate=True)`` is several times faster than ``index_add_`` (measured
+    5-10x at 2-77 k rows, benchmarks/bench_backbone.py); on CUDA ``index_add_`` is the fast one."""
+    if out.is_cuda:
+        return out.index_add_(0, index, rows)
+    return out.index_put_((index,), rows, accumulate=True)
+
+
 class _SparseConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, n_out: int, center: int) -> Tensor:
@@ -28,7 +38,7 @@ class _SparseConvFunction(torch.autograd.Function):
             out = feats.new_zeros(n_out, weight.shape[2])
         for k, (i, o) in enumerate(kmap):
             if k != center and i.numel() > 0:
-                out.index_add_(0, o, feats.index_select(0, i) @ weight[k])
+                add_rows_(out, o, feats.index_select(0, i) @ weight[k])
         return out
 
     @staticmethod
@@ -53,7 +63,7 @@ class _SparseConvFunction(torch.autograd.Function):
             if need_w:
                 grad_w[k] = feats.index_select(0, i).T @ g
             if need_x:
-                grad_x.index_add_(0, i, g @ weight[k].T)
+                add_rows_(grad_x, i, g @ weight[k].T)
         return grad_x, grad_w, None, None, None
 
 
