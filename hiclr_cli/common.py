@@ -63,3 +63,15 @@ def echo_table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = Non
         click.echo("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
         if header and j == 0:
             click.echo("  ".join("-" * w for w in widths))
+
+
+def echo_failures(summary: Any) -> None:
+    """One red line per scene that failed (a RunSummary's ``failed``: scene id → error)."""
+    for sid, err in sorted(summary.failed.items()):
+        click.secho(f"  failed {sid}: {err}", fg="red", err=True)
+
+
+def exit_if_failed(summary: Any) -> None:
+    """Exit with status 1 when any scene failed: the finished ones are kept, a rerun resumes."""
+    if summary.failed:
+        sys.exit(1)

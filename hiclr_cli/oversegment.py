@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hiclr_cli.common import handle_errors, recipe_options, run_options
+from hiclr_cli.common import echo_failures, exit_if_failed, handle_errors, recipe_options, run_options
 
 
 @click.command()
@@ -39,7 +39,5 @@ def oversegment(data: str, k_thresh: float | None, min_size: int | None, knn: in
         segs = sum(r["segments"] for r in done)
         click.echo(f"  {segs:,} segments over {points:,} points ({points / max(segs, 1):.0f} points per segment); "
                    f"{seconds / len(done):.2f} s per scene, {1e5 * seconds / max(points, 1):.2f} s per 100k points")
-    for sid, err in summary.failed.items():
-        click.secho(f"  {sid}: {err}", fg="red", err=True)
-    if summary.failed:
-        raise SystemExit(1)
+    echo_failures(summary)
+    exit_if_failed(summary)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from hiclr_cli.common import echo_table, handle_errors, recipe_options, run_options
+from hiclr_cli.common import (
+    echo_failures,
+    echo_table,
+    exit_if_failed,
+    handle_errors,
+    recipe_options,
+    run_options,
+)
 
 
 @click.group()
@@ -37,11 +43,9 @@ def synthetic(out: str, scenes: int | None, seed: int | None, views: int | None,
     cfg = load_section(SyntheticConfig, "synthetic", recipe, overrides, scenes=scenes, seed=seed, views=views)
     summary = prepare_synthetic(Path(out), cfg, workers=workers, overwrite=overwrite, shard=shard)
     click.echo(f"prepare synthetic: {summary.line()}")
-    for sid, err in summary.failed.items():
-        click.secho(f"  {sid}: {err}", fg="red", err=True)
+    echo_failures(summary)
     _print_summary(dataset_summary(Store.open(out)))
-    if summary.failed:
-        sys.exit(1)
+    exit_if_failed(summary)
 
 
 def _print_summary(s: dict) -> None:
@@ -59,8 +63,7 @@ def _print_summary(s: dict) -> None:
 def _report(name: str, summary, extra: list[str]) -> None:
     """Print a real-dataset prepare summary: counts, then failed scenes by name, then notes."""
     click.echo(f"prepare {name}: {summary.line()}")
-    for sid, err in sorted(summary.failed.items()):
-        click.secho(f"  failed {sid}: {err}", fg="red", err=True)
+    echo_failures(summary)
     for line in extra:
         click.echo(f"  {line}")
 
@@ -110,8 +113,7 @@ def scannet(raw: str, out: str, splits: str | None, split_files: tuple[str, ...]
     if missing:
         notes.append(f"{len(missing)} scans of the {','.join(cfg.splits)} lists are not in {raw} (not downloaded?)")
     _report("scannet", summary, notes)
-    if summary.failed:
-        sys.exit(1)
+    exit_if_failed(summary)
 
 
 @prepare.command()
@@ -137,5 +139,4 @@ def nuscenes(dataroot: str, version: str | None, out: str, splits: str | None, r
     summary = prepare_nuscenes(Path(dataroot), Path(out), cfg, workers=workers, shard=shard, overwrite=overwrite)
     labelled = sum(1 for s in summary.done if summary.results[s].get("labelled"))
     _report("nuscenes", summary, [f"{labelled} of {len(summary.done)} prepared samples have lidarseg labels"])
-    if summary.failed:
-        sys.exit(1)
+    exit_if_failed(summary)

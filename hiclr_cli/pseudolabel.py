@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hiclr_cli.common import handle_errors, recipe_options, run_options
+from hiclr_cli.common import echo_failures, exit_if_failed, handle_errors, recipe_options, run_options
 
 
 @click.command()
@@ -49,7 +49,5 @@ def pseudolabel(data: str, labeler: str | None, clip_model: str | None, clip_wei
         seen = sum(r["points_seen"] for r in done)
         seconds = sum(r["seconds"] for r in done)
         click.echo(f"  {views:,} views, {pairs:,} pairs, {seen:,} points seen; {views / max(seconds, 1e-9):.1f} views/s")
-    for sid, err in summary.failed.items():
-        click.secho(f"  {sid}: {err}", fg="red", err=True)
-    if summary.failed:
-        raise SystemExit(1)
+    echo_failures(summary)
+    exit_if_failed(summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hiclr_cli.common import handle_errors, recipe_options, run_options
+from hiclr_cli.common import echo_failures, exit_if_failed, handle_errors, recipe_options, run_options
 
 
 @click.command()
@@ -34,7 +34,5 @@ def refine(data: str, per_view: bool | None, split: str | None, recipe: str | No
         pairs = sum(r["pairs"] for r in done)
         changed = sum(r["changed"] for r in done)
         click.echo(f"  {changed:,} of {pairs:,} pair labels changed by the vote ({100 * changed / max(pairs, 1):.1f}%)")
-    for sid, err in summary.failed.items():
-        click.secho(f"  {sid}: {err}", fg="red", err=True)
-    if summary.failed:
-        raise SystemExit(1)
+    echo_failures(summary)
+    exit_if_failed(summary)
