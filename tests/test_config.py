@@ -1,7 +1,14 @@
 import pytest
 import yaml
 
-from hiclr.config import OversegmentConfig, PseudolabelConfig, fingerprint, load_section, parse_overrides, save_config
+from hiclr.config import (
+    OversegmentConfig,
+    PseudolabelConfig,
+    fingerprint,
+    load_section,
+    parse_overrides,
+    save_config,
+)
 from hiclr.errors import HiclrError
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from hiclr.nn.sparse.backends.torch_backend import add_rows_
 from hiclr.errors import HiclrError
 from hiclr.nn.sparse import coords as C
+from hiclr.nn.sparse.backends.torch_backend import add_rows_
 from hiclr.nn.sparse.tensor import CoordinateContext, SparseTensor
 
 
