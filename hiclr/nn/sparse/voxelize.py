@@ -75,7 +75,8 @@ def voxelize(
     sizes = [int(p.shape[0]) for p in points]
     device = points[0].device
     u = torch.cat(points).to(torch.float32) / voxel_size  # (N, 3)
-    f = torch.cat(feats).to(torch.float32)
+    f = torch.cat(feats)
+    f = f if f.is_floating_point() else f.to(torch.float32)  # float64 stays float64 (exact checks)
     batch = torch.repeat_interleave(
         torch.arange(len(points), device=device), torch.tensor(sizes, device=device)
     )
