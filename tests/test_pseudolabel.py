@@ -51,16 +51,9 @@ def test_majority_vote_order_free() -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
-    from hiclr.config import SyntheticConfig
-    from hiclr.datasets.synthetic import prepare_synthetic
-    from hiclr.store import Store
-
-    root = tmp_path_factory.mktemp("pl_store")
-    cfg = SyntheticConfig(scenes=2, seed=5, views=3, width=96, height=72, spacing=0.08, val_fraction=0.5)
-    summary = prepare_synthetic(root, cfg, progress=False)
-    assert not summary.failed, summary.failed
-    return Store.open(root)
+def store(make_synthetic_store):
+    return make_synthetic_store("pl_store", scenes=2, seed=5, views=3, width=96, height=72, spacing=0.08,
+                                val_fraction=0.5)
 
 
 def test_oracle_end_to_end(store) -> None:

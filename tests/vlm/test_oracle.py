@@ -24,16 +24,9 @@ CLASSES = ["wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", 
 
 
 @pytest.fixture(scope="module")
-def synthetic_store(tmp_path_factory: pytest.TempPathFactory):
-    from hiclr.config import SyntheticConfig
-    from hiclr.datasets.synthetic import prepare_synthetic
-    from hiclr.store import Store
-
-    root = tmp_path_factory.mktemp("oracle_store")
-    cfg = SyntheticConfig(scenes=1, seed=3, views=4, width=128, height=96, spacing=0.06, val_fraction=0.0)
-    summary = prepare_synthetic(root, cfg, progress=False)
-    assert not summary.failed, summary.failed
-    return Store.open(root)
+def synthetic_store(make_synthetic_store):
+    return make_synthetic_store("oracle_store", scenes=1, seed=3, views=4, width=128, height=96, spacing=0.06,
+                                val_fraction=0.0)
 
 
 def gt_image() -> np.ndarray:
