@@ -26,7 +26,7 @@ def handle_errors(fn: F) -> F:
         except HiclrError as exc:
             if debug:
                 raise
-            msg = f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else "")
+            msg = f"error: {exc.message}" + (f" — hint: {exc.hint}" if exc.hint else "")
             click.secho(msg, fg="red", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
