@@ -7,21 +7,18 @@ more points than it has. A scene with fewer than M labelled points gives all of 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 
 def point_labels(num_points: int, pair_point: np.ndarray, pair_label: np.ndarray, num_classes: int) -> np.ndarray:
     """Each point's label l̂_m: the majority label of its pairs (ties → the smaller class index),
-    -1 for a point without pairs. Returns (N,) int64."""
-    out = np.full(num_points, -1, dtype=np.int64)
-    if len(pair_point) == 0:
-        return out
-    keep = (pair_label >= 0) & (pair_label < num_classes)
-    p, lab = pair_point[keep].astype(np.int64), pair_label[keep].astype(np.int64)
-    votes = np.bincount(p * num_classes + lab, minlength=num_points * num_classes).reshape(num_points, num_classes)
-    has = votes.sum(1) > 0
-    out[has] = votes[has].argmax(1)  # argmax takes the first maximum: the smaller class index
-    return out
+    -1 for a point without pairs. Returns (N,) int64. The same vote as ``hiclr evaluate --labels``."""
+    from hiclr.pseudolabel import majority_vote
+
+    pairs = SimpleNamespace(point=pair_point, label=pair_label)
+    return majority_vote(num_points, pairs, num_classes).astype(np.int64)
 
 
 def segment_quota(sizes: np.ndarray, total: int) -> np.ndarray:
