@@ -223,10 +223,11 @@ def load_section(cls: type[T], section: str, recipe: Path | str | None = None, o
 
     ``cli_values`` whose value is None are ignored (an option the user did not give)."""
     data = read_recipe(recipe).get(section, {}) or {}
-    data = merge(data, parse_overrides(overrides).get(section, {}))
-    unknown_sections = set(parse_overrides(overrides)) - {section}
+    sets = parse_overrides(overrides)
+    data = merge(data, sets.get(section, {}))
+    unknown_sections = set(sets) - {section}
     if unknown_sections:
-        raise HiclrError(f"--set {sorted(unknown_sections)[0]}.…: this command reads only the '{section}' section",
+        raise HiclrError(f"--set {min(unknown_sections)}.…: this command reads only the '{section}' section",
                          f"write --set {section}.KEY=VALUE")
     data = merge(data, {k: v for k, v in cli_values.items() if v is not None})
     return from_dict(cls, data, section)
