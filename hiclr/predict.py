@@ -23,27 +23,27 @@ from hiclr.model_file import ModelFile, load_model
 
 
 @torch.no_grad()
-def predict_features(net: torch.nn.Module, coords: Sequence[np.ndarray], feats: Sequence[np.ndarray],
-                     device: torch.device | str) -> list[torch.Tensor]:
-    """Point features of a batch of scenes, list of (N_i, d) on ``device``."""
+def predict_labels(net: torch.nn.Module, text: torch.Tensor, coords: Sequence[np.ndarray],
+                   feats: Sequence[np.ndarray], device: torch.device | str) -> list[np.ndarray]:
+    """argmax_c ⟨f_m, T̂_c⟩ for every point of a batch of scenes: list of (N_i,) int64 on the CPU.
+
+    The logits are computed once per distinct network output (one per voxel for the MinkUNets,
+    ``forward_rows``) and gathered per point, never on (N, d) per-point copies of the features."""
     net.eval()
-    return net([torch.as_tensor(np.ascontiguousarray(c, np.float32), device=device) for c in coords],
-               [torch.as_tensor(np.ascontiguousarray(f, np.float32), device=device) for f in feats])
-
-
-@torch.no_grad()
-def labels_from_features(features: torch.Tensor, text: torch.Tensor) -> np.ndarray:
-    """argmax_c ⟨f_m, T̂_c⟩ per point: (N, d), (C, d) → (N,) int64 on the CPU."""
-    return (features.float() @ text.to(features.device).float().t()).argmax(1).cpu().numpy()
+    rows, index, sizes = net.forward_rows(
+        [torch.as_tensor(np.ascontiguousarray(c, np.float32), device=device) for c in coords],
+        [torch.as_tensor(np.ascontiguousarray(f, np.float32), device=device) for f in feats])
+    row_labels = (rows.float() @ text.to(rows.device).float().t()).argmax(1)  # (R,)
+    return [lab.cpu().numpy() for lab in torch.split(row_labels[index], sizes)]
 
 
 def predict_points(net: torch.nn.Module, text: torch.Tensor, coord: np.ndarray, feats: np.ndarray,
                    device: torch.device | str) -> np.ndarray:
     """Class index per point of one scene, (N,) int64."""
     was_training = net.training
-    (f,) = predict_features(net, [coord], [feats], device)
+    (labels,) = predict_labels(net, text, [coord], [feats], device)
     net.train(was_training)
-    return labels_from_features(f, text)
+    return labels
 
 
 def model_fingerprint(path: Path | str) -> str:
@@ -89,8 +89,7 @@ def predict_store(store: Any, model_file: Path | str, split: str = "val", batch:
         feats = [input_features(sc.read("color") if sc.has("color") else None,
                                 sc.read("normal") if model.input == "color_normal" else None, model.input, len(c))
                  for sc, c in zip(scenes, coords)]
-        for sc, f in zip(scenes, predict_features(net, coords, feats, dev)):
-            pred = labels_from_features(f, model.text)
+        for sc, pred in zip(scenes, predict_labels(net, model.text, coords, feats, dev)):
             sc.write("pred", pred.astype(np.int16), step="hiclr evaluate --model", fingerprint=fp)
             out[sc.id] = {"status": "done", "points": len(pred)}
     return out
@@ -219,8 +218,7 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
         normal = compute_normals(cloud)
     net = model.network(dev)
     feats = input_features(cloud.color, normal, model.input, len(cloud.coord))
-    (f,) = predict_features(net, [cloud.coord], [feats], dev)
-    labels = labels_from_features(f, text)
+    (labels,) = predict_labels(net, text, [cloud.coord], [feats], dev)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
