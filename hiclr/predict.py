@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,31 +18,8 @@ import numpy as np
 import torch
 
 from hiclr.errors import HiclrError
+from hiclr.inference import input_features, predict_labels
 from hiclr.model_file import ModelFile, load_model
-
-
-@torch.no_grad()
-def predict_labels(net: torch.nn.Module, text: torch.Tensor, coords: Sequence[np.ndarray],
-                   feats: Sequence[np.ndarray], device: torch.device | str) -> list[np.ndarray]:
-    """argmax_c ⟨f_m, T̂_c⟩ for every point of a batch of scenes: list of (N_i,) int64 on the CPU.
-
-    The logits are computed once per distinct network output (one per voxel for the MinkUNets,
-    ``forward_rows``) and gathered per point, never on (N, d) per-point copies of the features."""
-    net.eval()
-    rows, index, sizes = net.forward_rows(
-        [torch.as_tensor(np.ascontiguousarray(c, np.float32), device=device) for c in coords],
-        [torch.as_tensor(np.ascontiguousarray(f, np.float32), device=device) for f in feats])
-    row_labels = (rows.float() @ text.to(rows.device).float().t()).argmax(1)  # (R,)
-    return [lab.cpu().numpy() for lab in torch.split(row_labels[index], sizes)]
-
-
-def predict_points(net: torch.nn.Module, text: torch.Tensor, coord: np.ndarray, feats: np.ndarray,
-                   device: torch.device | str) -> np.ndarray:
-    """Class index per point of one scene, (N,) int64."""
-    was_training = net.training
-    (labels,) = predict_labels(net, text, [coord], [feats], device)
-    net.train(was_training)
-    return labels
 
 
 def model_fingerprint(path: Path | str) -> str:
@@ -66,8 +42,6 @@ def predict_store(store: Any, model_file: Path | str, split: str = "val", batch:
 
     A scene whose predictions were made by this exact model file (same content hash) is skipped
     unless ``overwrite``. Returns scene id → {"status": "done"|"skipped", "points": N}."""
-    from hiclr.train.data import input_features
-
     model = load_model(model_file)
     if list(model.classes) != list(store.classes):
         raise HiclrError(f"{model_file}: the model's classes {model.classes[:4]}… differ from the store's {store.classes[:4]}…",
@@ -202,7 +176,6 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     """Label every vertex of ``ply``; write ``<stem>_labels.ply``, ``labels.npy``, ``legend.json``/``.txt``
     and ``<stem>_labels.png`` into ``out_dir``."""
     from hiclr.store import atomic_save_npy, atomic_write_text
-    from hiclr.train.data import input_features
     from hiclr.viz import palette, render_labels
 
     model = load_model(model_path)

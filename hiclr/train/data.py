@@ -15,19 +15,9 @@ import numpy as np
 import torch
 
 from hiclr.errors import HiclrError
+from hiclr.inference import input_features
 from hiclr.train.config import TrainConfig
 from hiclr.train.sampler import point_labels, sample_points
-
-
-def input_features(color: np.ndarray | None, normal: np.ndarray | None, kind: str, n: int) -> np.ndarray:
-    """Network input per point, (N, 3|6) float32: RGB scaled to [-1, 1] (mid-grey when the source
-    has no colour), then the unit normal for ``kind="color_normal"``."""
-    rgb = np.zeros((n, 3), np.float32) if color is None else color.astype(np.float32) / 127.5 - 1.0
-    if kind == "color":
-        return rgb
-    if normal is None:
-        raise HiclrError("the model's input needs normals but the points have none", "compute normals first")
-    return np.concatenate([rgb, normal.astype(np.float32)], axis=1)
 
 
 def augment(coord: np.ndarray, normal: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:

@@ -146,8 +146,7 @@ def validate(net: torch.nn.Module, text: torch.Tensor, store: Store, scene_ids: 
              device: torch.device) -> float:
     """mIoU of the network's predictions over ``scene_ids`` (one confusion matrix, every point)."""
     from hiclr.evaluate import confusion_matrix, scores_from_confusion
-    from hiclr.predict import predict_points
-    from hiclr.train.data import input_features
+    from hiclr.inference import input_features, predict_points
 
     c = store.num_classes
     conf = np.zeros((c, c + 1), dtype=np.int64)
