@@ -5,11 +5,17 @@ outside the classes (-1) is skipped; a prediction outside the classes (-1 includ
 unlabelled point) counts as a miss: a false negative of its true class and a false positive of
 none. IoU_c = TP / (TP + FP + FN); mIoU is the mean over the classes present in the ground truth
 (absent classes are listed and never counted, neither as 0 nor as 1).
+
+Like for like: every label source (gt, pseudo, refined, pred) is scored on the same two point sets
+in one run: all labelled points of the split (a point seen by no view has no pseudo-label and is a
+miss), and the labelled points seen by at least one view (``seen``), so a model, which labels every
+point, and the pseudo-labels it learned from are never compared on different points.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,66 +79,130 @@ def scores_from_confusion(conf: np.ndarray, class_names: Sequence[str]) -> dict[
 
 @dataclass
 class Evaluation:
-    """The result of scoring one label source over one split."""
+    """The result of scoring one label source over one split, on two point sets.
+
+    ``scores`` / ``confusion``: every labelled point of the split (PROTOCOL's rule: a point the
+    source gives no label, e.g. one no view sees, is a miss). ``scores_seen`` / ``confusion_seen``:
+    the subset of those points seen by at least one view (a pair in ``pairs.npz``), the same
+    subset for every source, so two sources are always compared on the same points. ``coverage``:
+    that subset's share of the labelled points (None when no scene has pairs)."""
 
     labels: str
     split: str
     scenes: list[str]
     scores: dict[str, Any]
     confusion: np.ndarray
-    coverage: float | None = None  # pseudo/refined: fraction of labelled points seen in some view
+    coverage: float | None = None
+    scores_seen: dict[str, Any] | None = None
+    confusion_seen: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"labels": self.labels, "split": self.split, "scenes": self.scenes, "coverage": self.coverage,
-                **self.scores, "confusion": self.confusion.tolist(), **self.extra}
+        out = {"labels": self.labels, "split": self.split, "scenes": self.scenes, "coverage": self.coverage,
+               "points": "all labelled points; a point without a label from this source is a miss",
+               **self.scores, "confusion": self.confusion.tolist()}
+        if self.scores_seen is not None and self.confusion_seen is not None:
+            out["seen"] = {"points": "labelled points seen by at least one view", **self.scores_seen,
+                           "confusion": self.confusion_seen.tolist()}
+        return {**out, **self.extra}
 
 
-def scene_labels(scene: Any, source: str, num_classes: int) -> tuple[np.ndarray, int | None]:
-    """The per-point labels of ``source`` for one scene; for pseudo/refined also the seen count.
+def scene_labels(scene: Any, source: str, num_classes: int) -> np.ndarray:
+    """The per-point labels of ``source`` for one scene, (N,) int; -1 = no label from this source.
 
     pseudo/refined: the per-point majority over views of the pairs (ties → smallest class index);
-    points seen in no view get -1 and are excluded from scoring by the caller."""
+    a point seen in no view gets -1 (scored as a miss)."""
     if source == "gt":
-        return scene.read("label"), None
+        return scene.read("label")
     if source == "pred":
-        return scene.read("pred"), None
+        return scene.read("pred")
     if source in ("pseudo", "refined"):
         from hiclr.pseudolabel import majority_vote
 
         pairs = scene.read_pairs("pairs" if source == "pseudo" else "refined")
-        votes = majority_vote(scene.num_points, pairs, num_classes)
-        return votes, int((votes >= 0).sum())
+        return majority_vote(scene.num_points, pairs, num_classes)
     raise HiclrError(f"unknown label source {source!r}", f"one of {', '.join(LABEL_SOURCES)}")
+
+
+def seen_mask(scene: Any) -> np.ndarray | None:
+    """(N,) bool: points with at least one labelled point↔pixel pair (seen by some view); None without pairs."""
+    if not scene.has("pairs"):
+        return None
+    from hiclr.pseudolabel import majority_vote
+
+    return majority_vote(scene.num_points, scene.read_pairs("pairs"), int(scene.store.num_classes)) >= 0
 
 
 def evaluate_store(store: Any, labels: str = "gt", split: str = "val", scene_ids: Sequence[str] | None = None,
                    progress: bool = True) -> Evaluation:
-    """Score label array ``labels`` of every scene of ``split`` against ground truth, in one matrix.
+    """Score label source ``labels`` over every scene of ``split`` against ground truth.
 
-    For pseudo/refined labels, points that no view sees are excluded (reported as coverage)."""
+    One confusion matrix over all labelled points (unlabelled = miss), and one over the points seen
+    by at least one view, for every source alike (see :class:`Evaluation`)."""
+    return evaluate_sources(store, [labels], split, scene_ids, progress)[0]
+
+
+def evaluate_sources(store: Any, sources: Sequence[str], split: str = "val", scene_ids: Sequence[str] | None = None,
+                     progress: bool = True) -> list[Evaluation]:
+    """Score several label sources in one pass over the scenes, all on the same points."""
     from tqdm import tqdm
 
     ids = list(scene_ids) if scene_ids is not None else store.scene_ids(split)
     if not ids:
         raise HiclrError(f"{store.root}: no scenes in split {split!r}", "choose another --split, or prepare scenes first")
     c = store.num_classes
-    conf = np.zeros((c, c + 1), dtype=np.int64)
+    conf = {s: np.zeros((c, c + 1), dtype=np.int64) for s in sources}
+    conf_seen = {s: np.zeros((c, c + 1), dtype=np.int64) for s in sources}
     labelled = seen = 0
-    for sid in tqdm(ids, desc=f"evaluate {labels}", unit="scene", disable=not progress, leave=False):
+    with_pairs = 0
+    for sid in tqdm(ids, desc=f"evaluate {','.join(sources)}", unit="scene", disable=not progress, leave=False):
         scene = store.scene(sid)
         if not scene.has("label"):
             raise HiclrError(f"{scene.path}: scene {sid} has no ground truth", "evaluate a split with labels (e.g. val)")
         gt = scene.read("label")
-        pred, n_seen = scene_labels(scene, labels, c)
-        if n_seen is not None:
-            mask = pred >= 0
-            labelled += int((gt >= 0).sum())
-            seen += int(((gt >= 0) & mask).sum())
-            gt = np.where(mask, gt, -1)
-        conf += confusion_matrix(gt, pred, c, store.ignore_index)
-    coverage = seen / labelled if labels in ("pseudo", "refined") and labelled else None
-    return Evaluation(labels, split, ids, scores_from_confusion(conf, store.classes), conf, coverage)
+        mask = seen_mask(scene)
+        if mask is None:
+            mask = np.zeros(len(gt), dtype=bool)
+        else:
+            with_pairs += 1
+        ok = (gt >= 0) & (gt < c)
+        labelled += int(ok.sum())
+        seen += int((ok & mask).sum())
+        gt_seen = np.where(mask, gt, -1)
+        for s in sources:
+            pred = scene_labels(scene, s, c)
+            conf[s] += confusion_matrix(gt, pred, c, store.ignore_index)
+            conf_seen[s] += confusion_matrix(gt_seen, pred, c, store.ignore_index)
+    coverage = seen / labelled if with_pairs and labelled else None
+    out = []
+    for s in sources:
+        scores_seen = scores_from_confusion(conf_seen[s], store.classes) if with_pairs else None
+        out.append(Evaluation(s, split, ids, scores_from_confusion(conf[s], store.classes), conf[s], coverage,
+                              scores_seen, conf_seen[s] if with_pairs else None))
+    return out
+
+
+def compare_table(evaluations: Sequence[Evaluation]) -> list[tuple[str, ...]]:
+    """Rows (source, mIoU all, mIoU seen, acc all, acc seen) in %, for one like-for-like table."""
+    def pct(x: float | None) -> str:
+        return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
+
+    rows = []
+    for ev in evaluations:
+        seen = ev.scores_seen or {}
+        rows.append((ev.labels, pct(ev.scores["miou"]), pct(seen.get("miou")), pct(ev.scores["overall_acc"]),
+                     pct(seen.get("overall_acc"))))
+    return rows
+
+
+def write_comparison(evaluations: Sequence[Evaluation], path: Path) -> Path:
+    """One JSON file holding every source's metrics (same points, same split), atomically."""
+    from hiclr.store import atomic_write_text
+
+    body = {"split": evaluations[0].split if evaluations else None,
+            "sources": {ev.labels: ev.to_json() for ev in evaluations}}
+    atomic_write_text(Path(path), json.dumps(body, indent=1))
+    return Path(path)
 
 
 def write_metrics(evaluation: Evaluation, path: Path) -> Path:

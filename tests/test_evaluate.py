@@ -52,3 +52,65 @@ def test_store_level_one_matrix_over_scenes(tmp_path):
     assert ev.scores["per_class"]["b"]["iou"] == pytest.approx(0.5)
     gt_ev = evaluate_store(st, "gt", "val", progress=False)
     assert gt_ev.scores["miou"] == pytest.approx(1.0)
+
+
+def _store_with_pairs(tmp_path):
+    """One val scene of 4 points, gt [a, a, b, b]; views see points 0 and 2 only.
+
+    pseudo (majority over views): point 0 → a, point 2 → a (wrong); points 1, 3 unseen.
+    refined: point 0 → a, point 2 → b.  pred (a model, every point): [a, b, b, b]."""
+    from hiclr.store import Pairs
+
+    st = Store.create(tmp_path, "t", ["a", "b"], splits={"val": ["x"]})
+    sc = st.scene("x")
+    sc.write("coord", np.zeros((4, 3), np.float32), "prepare", "f")
+    sc.write("label", np.array([0, 0, 1, 1], np.int16), "prepare", "f")
+    pts = np.array([0, 0, 2, 2, 2])
+    sc.write_pairs("pairs", Pairs(pts, np.zeros(5), np.array([0, 0, 0, 0, 1]), np.ones(5)), "pl", "f")
+    sc.write_pairs("refined", Pairs(pts, np.zeros(5), np.array([0, 0, 1, 1, 1]), np.ones(5)), "rf", "f")
+    sc.write("pred", np.array([0, 1, 1, 1], np.int16), "evaluate", "f")
+    return st
+
+
+def test_every_source_scored_on_the_same_points(tmp_path):
+    from hiclr.evaluate import evaluate_sources
+
+    st = _store_with_pairs(tmp_path)
+    pseudo, refined, pred = evaluate_sources(st, ["pseudo", "refined", "pred"], "val", progress=False)
+    for ev in (pseudo, refined, pred):
+        assert ev.scores["num_points"] == 4  # all labelled points, for every source
+        assert ev.scores_seen["num_points"] == 2  # the points seen by some view: 0 and 2
+        assert ev.coverage == pytest.approx(0.5)
+    # pseudo, all points: a: TP1 (pt0), FN1 (pt1 unseen = miss), FP1 (pt2) -> 1/3; b: TP0 -> 0
+    assert pseudo.scores["per_class"]["a"]["iou"] == pytest.approx(1 / 3)
+    assert pseudo.scores["per_class"]["b"]["iou"] == pytest.approx(0.0)
+    assert pseudo.confusion[0, 2] == 1 and pseudo.confusion[1, 2] == 1  # the unseen points are misses
+    # pseudo, seen points: pt0 a→a, pt2 b→a: a 1/2, b 0
+    assert pseudo.scores_seen["miou"] == pytest.approx(0.25)
+    # refined: all points a 1/2 (pt1 missed), b 1/2 (pt3 missed); seen: both right -> 1
+    assert refined.scores["miou"] == pytest.approx(0.5)
+    assert refined.scores_seen["miou"] == pytest.approx(1.0)
+    # the model labels every point: all a 1/2 (pt1 → b is FN of a, FP of b), b 2/3; seen: both right
+    assert pred.scores["per_class"]["a"]["iou"] == pytest.approx(1 / 2)
+    assert pred.scores["per_class"]["b"]["iou"] == pytest.approx(2 / 3)
+    assert pred.scores_seen["miou"] == pytest.approx(1.0)
+
+
+def test_compare_cli_prints_one_table_and_writes_both_columns(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from hiclr_cli.main import cli
+
+    _store_with_pairs(tmp_path / "d")
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "d"), "--compare", "pseudo,refined,pred"])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split()[0]: ln.split()[1:] for ln in res.output.splitlines() if ln.split() and ln.split()[0] in
+             ("pseudo", "refined", "pred")}
+    assert lines["pseudo"][:2] == ["16.7", "25.0"]  # mIoU all (1/3 + 0)/2, seen (1/2 + 0)/2
+    assert lines["refined"][:2] == ["50.0", "100.0"]
+    body = json.loads((tmp_path / "d" / "metrics" / "compare-val.json").read_text())
+    assert body["sources"]["refined"]["seen"]["miou"] == pytest.approx(1.0)
+    assert body["sources"]["refined"]["miou"] == pytest.approx(0.5)
+    assert body["sources"]["pred"]["coverage"] == pytest.approx(0.5)
