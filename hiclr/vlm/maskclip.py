@@ -16,6 +16,10 @@ The recipe, checked against MaskCLIP's public code (``mmseg/models/backbones/vit
 4. Logits = feature · class text embedding (cosine, in [-1, 1]); the softmax uses CLIP's
    temperature 100 (``TEMPERATURE``), as MaskCLIP does.
 
+``dense=`` swaps step 2 for SCLIP's, ClearCLIP's or NACLIP's last block (and, with them, their
+positional-embedding resize and softmax scale): :mod:`hiclr.vlm.dense` documents each against its
+reference code. ``pamr_steps=`` adds NACLIP's PAMR refinement on the output grid (:mod:`hiclr.vlm.pamr`).
+
 Optional refinements (off by default; PROTOCOL.md thresholds), applied on the patch grid:
 
 - prompt denoising (``pd_thresh`` 0.5): per image, a class whose softmax probability stays below
@@ -57,6 +61,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiclr.errors import HiclrError, MissingDependencyError
+from hiclr.vlm.dense import MODES, block_keys, interpolate_pos_embed_offset, last_block, value_path_block
+from hiclr.vlm.pamr import PAMR_DILATIONS, pamr
 from hiclr.vlm.prompts import TEMPLATES, prompts_for
 from hiclr.vlm.text import cached_text_embeddings
 
@@ -226,54 +232,6 @@ def interpolate_pos_embed(
     return torch.cat([cls_pe, grid_pe], dim=0)
 
 
-def _qkv_weights(attn: nn.Module, width: int) -> tuple[torch.Tensor, ...]:
-    """(W_k, b_k, W_v, b_v) of an ``nn.MultiheadAttention`` or open_clip ``Attention``."""
-    if isinstance(attn, nn.MultiheadAttention) and not attn._qkv_same_embed_dim:
-        w_k, w_v = attn.k_proj_weight, attn.v_proj_weight
-    else:
-        w = attn.in_proj_weight
-        w_k, w_v = w[width : 2 * width], w[2 * width :]
-    b = attn.in_proj_bias
-    b_k, b_v = (None, None) if b is None else (b[width : 2 * width], b[2 * width :])
-    return w_k, b_k, w_v, b_v
-
-
-def _attn_output_path(block: nn.Module, v: torch.Tensor) -> torch.Tensor:
-    """What the block does to an attention output before the residual: heads scale, inner norm,
-    ``out_proj`` (and open_clip's custom-block ``ln_attn``)."""
-    attn = block.attn
-    head_scale = getattr(attn, "head_scale", None)
-    if head_scale is not None:
-        B, L, W = v.shape
-        v = (v.view(B, L, attn.num_heads, -1) * head_scale.view(1, 1, attn.num_heads, 1)).view(B, L, W)
-    v = getattr(attn, "ln_inner", nn.Identity())(v)
-    a = attn.out_proj(v)
-    return getattr(block, "ln_attn", nn.Identity())(a)
-
-
-def value_path_block(
-    block: nn.Module, x: torch.Tensor, want_keys: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MaskCLIP's last block: each token through value projection, ``out_proj``, residual and MLP.
-
-    Args:
-        block: an open_clip ``ResidualAttentionBlock`` or ``CustomResidualAttentionBlock``.
-        x: (B, L, W) tokens entering the block (batch first).
-        want_keys: also return the block's keys (through ``out_proj``, as MaskCLIP) for smoothing.
-
-    Returns:
-        ``(z, k)``: z (B, L, W) the block outputs; k (B, L, W) or None.
-    """
-    width = x.shape[-1]
-    w_k, b_k, w_v, b_v = _qkv_weights(block.attn, width)
-    y = block.ln_1(x)
-    a = _attn_output_path(block, F.linear(y, w_v, b_v))
-    z = x + block.ls_1(a)
-    z = z + block.ls_2(block.mlp(block.ln_2(z)))
-    keys = block.attn.out_proj(F.linear(y, w_k, b_k)) if want_keys else None
-    return z, keys
-
-
 # ----------------------------------------------------------------------------------------- MaskCLIP
 class MaskCLIP:
     """Dense CLIP features, logits and labels for batches of RGB frames.
@@ -288,6 +246,10 @@ class MaskCLIP:
             frame at its own size rounded to the nearest multiple of the patch size.
         key_smoothing, prompt_denoising: MaskCLIP's refinements in :meth:`label_images`.
         ks_thresh, pd_thresh: their thresholds.
+        dense: the last block, ``maskclip`` (the paper's), ``sclip``, ``clearclip`` or ``naclip``
+            (:mod:`hiclr.vlm.dense`); it also sets the positional-embedding resize and the softmax
+            scale of the scores (``self.temperature``).
+        pamr_steps: PAMR iterations on the output grid after upsampling (:mod:`hiclr.vlm.pamr`); 0: off.
         batch_size: frames per forward pass (memory bound; results do not depend on it).
         templates: prompt templates for :meth:`text_embeddings`.
     """
@@ -307,8 +269,14 @@ class MaskCLIP:
         pd_thresh: float = PD_THRESH,
         batch_size: int = 8,
         templates: Sequence[str] = TEMPLATES,
+        dense: str = "maskclip",
+        pamr_steps: int = 0,
     ) -> None:
         _check_visual(model)
+        if dense not in MODES:
+            raise HiclrError(f"unknown dense mode '{dense}'", f"use one of {', '.join(MODES)} (pseudolabel.dense)")
+        if pamr_steps < 0:
+            raise HiclrError(f"pamr_steps = {pamr_steps} is negative", "give 0 (off) or more (pseudolabel.pamr_steps)")
         if precision not in PRECISIONS:
             raise HiclrError(f"unknown precision '{precision}'", f"use one of {sorted(PRECISIONS)}")
         self.model = model.eval()
@@ -333,6 +301,9 @@ class MaskCLIP:
         self.pd_thresh = pd_thresh
         self.batch_size = max(1, int(batch_size))
         self.templates = tuple(templates)
+        self.dense = dense
+        self.temperature = MODES[dense].temperature
+        self.pamr_steps = int(pamr_steps)
         cfg = getattr(model.visual, "preprocess_cfg", None) or {}
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
@@ -378,6 +349,13 @@ class MaskCLIP:
             )
         return (x - self._mean) / self._std
 
+    def _frame_at(self, frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """uint8 (H, W, 3) → float (1, 3, H_d, W_d) 0–255 on the model device, bilinear (PAMR's image)."""
+        x = frame.to(self.device).permute(2, 0, 1)[None].float()
+        if tuple(x.shape[2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
     @staticmethod
     def _as_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
@@ -394,7 +372,8 @@ class MaskCLIP:
         x = x.flatten(2).transpose(1, 2)  # (b, h·w, W)
         cls_tok = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(b, 1, -1)
         x = torch.cat([cls_tok, x], dim=1)  # (b, 1 + h·w, W)
-        pos = interpolate_pos_embed(visual.positional_embedding, tuple(visual.grid_size), (gh, gw))
+        resize = interpolate_pos_embed if MODES[self.dense].pos_embed == "size" else interpolate_pos_embed_offset
+        pos = resize(visual.positional_embedding, tuple(visual.grid_size), (gh, gw))
         x = visual.ln_pre(x + pos.to(x.dtype))
         blocks = visual.transformer.resblocks
         batch_first = getattr(visual.transformer, "batch_first", True)
@@ -402,8 +381,11 @@ class MaskCLIP:
         for block in blocks[:-1]:
             x = block(x)
         x = x if batch_first else x.transpose(0, 1)
-        # The value path mixes no tokens, so the class token can be dropped before it.
-        z, keys = value_path_block(blocks[-1], x[:, 1:], want_keys)
+        keys = block_keys(blocks[-1], x[:, 1:]) if want_keys else None
+        if self.dense == "maskclip":  # the value path mixes no tokens: the class token is dropped first
+            z = value_path_block(blocks[-1], x[:, 1:])
+        else:  # the class token takes part in the attention; ln_post is per token, so drop it here
+            z = last_block(self.dense, blocks[-1], x, (gh, gw))[:, 1:]
         z = visual.ln_post(z)
         if visual.proj is not None:
             z = z @ visual.proj.to(z.dtype)
@@ -463,9 +445,9 @@ class MaskCLIP:
         logits = logits.clone()
         b, c, h, w = logits.shape
         if self.prompt_denoising:
-            peak = torch.softmax(TEMPERATURE * logits, dim=1).flatten(2).amax(dim=2)  # (b, C)
+            peak = torch.softmax(self.temperature * logits, dim=1).flatten(2).amax(dim=2)  # (b, C)
             logits[(peak < self.pd_thresh)[:, :, None, None].expand_as(logits)] = _REMOVED_LOGIT
-        probs = torch.softmax(TEMPERATURE * logits, dim=1)
+        probs = torch.softmax(self.temperature * logits, dim=1)
         if self.key_smoothing and keys is not None:
             p = probs.flatten(2).transpose(1, 2)  # (b, h·w, C)
             k = F.normalize(keys, dim=-1)
@@ -485,9 +467,11 @@ class MaskCLIP:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel labels and scores of uint8 RGB frames (B, H, W, 3).
 
-        Logits ×100 are upsampled bilinearly (``align_corners=False``) to ``out_size`` (H_d, W_d)
-        (default: the frames' own size), then argmax and the softmax probability of the winner.
-        With key smoothing or prompt denoising on, the refined patch probabilities are upsampled.
+        Cosine logits are upsampled bilinearly (``align_corners=False``) to ``out_size`` (H_d, W_d)
+        (default: the frames' own size), refined by PAMR when ``pamr_steps`` > 0 (the frame resized
+        bilinearly to (H_d, W_d) gives the affinities), then argmax and the softmax probability
+        (×``temperature``) of the winner. With key smoothing or prompt denoising on, the refined
+        patch probabilities are upsampled (and PAMR-refined) instead.
 
         Returns:
             labels (B, H_d, W_d) int64 class indices and scores (B, H_d, W_d) float32 in (0, 1],
@@ -503,13 +487,12 @@ class MaskCLIP:
             logits = torch.einsum("bdhw,cd->bchw", feats, text)
             probs = self._refined_probs(logits, keys)
             for i in range(logits.shape[0]):  # one frame at a time bounds the (C, H_d, W_d) buffers
+                grid = logits[i : i + 1] if probs is None else probs[i : i + 1]
+                up = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+                if self.pamr_steps:
+                    up = pamr(self._frame_at(chunk[i], size), up, self.pamr_steps, PAMR_DILATIONS)
                 if probs is None:
-                    up = F.interpolate(
-                        TEMPERATURE * logits[i : i + 1], size=size, mode="bilinear", align_corners=False
-                    )
-                    up = torch.softmax(up, dim=1)
-                else:
-                    up = F.interpolate(probs[i : i + 1], size=size, mode="bilinear", align_corners=False)
+                    up = torch.softmax(self.temperature * up, dim=1)
                 score, label = up[0].max(dim=0)
                 labels.append(label)
                 scores.append(score.float())
