@@ -22,6 +22,7 @@ from hiclr.errors import HiclrError
 from hiclr.model_file import ModelFile, save_model
 from hiclr.train.checkpoint import load_checkpoint
 from hiclr.train.loop import TrainResult, read_config, read_run_info, train
+from hiclr.train.schedule import extended_schedule
 
 
 @dataclass
@@ -50,7 +51,7 @@ def distill_epochs(run: Path, epochs: int, device: str | None = None, progress: 
                          "train with --stages intraset,intrascene,interscene first")
     done = int(load_checkpoint(run / "ckpt" / "last.pt")["epoch"])
     stages = [s for s in ("intraset", "intrascene", "interscene", "feedback") if s in cfg.stages or s == "feedback"]
-    changes: dict[str, Any] = {"epochs": done + epochs, "stages": stages, "kl_from": min(cfg.kl_from, done + 1)}
+    changes: dict[str, Any] = {**extended_schedule(cfg, done, epochs), "stages": stages}
     if device is not None:
         changes["device"] = device
     cfg = dataclasses.replace(cfg, **changes)

@@ -5,13 +5,14 @@ Notation (paper): f_m ∈ R^d a point feature, T̂_c ∈ R^d the frozen text emb
 
     ψ(f, T̂_c) = ⟨n(f), T̂_c⟩ / τ,      n = L2 normalisation when ``normalize`` else identity,
 
-so ``normalize=False, temperature=1`` is the paper's literal inner product, and the default
-(``normalize=True, temperature=0.07``) is CLIP's own cosine logit with CLIP's initial temperature
-(logit scale 1/0.07 ≈ 14.3). Why the default: CLIP text embeddings are unit vectors, so with a raw
-inner product the logits are bounded only by ‖f‖ and the loss is minimised by inflating the feature
-norm, which with SGD at lr 0.2 is unstable; the cosine form keeps the geometry of CLIP's space
-(what the pseudo-labels were computed in) and bounds the logits. Both are recipe keys
-(``train.normalize``, ``train.temperature``).
+so ``normalize=False, temperature=1`` is the paper's literal inner product (``train.logits: inner``,
+best with ``train.grad_clip``), ``normalize=True, temperature=0.07`` is CLIP's own cosine logit with
+CLIP's initial temperature (``cosine``, logit scale 1/0.07 ≈ 14.3), and ``learnable`` is the cosine
+with CLIP's learnable scale (a tensor ``temperature``). Why cosine forms: CLIP text embeddings are
+unit vectors, so with a raw inner product the logits are bounded only by ‖f‖ and the loss is
+minimised by inflating the feature norm, which with SGD at lr 0.2 is unstable without clipping; the
+cosine form keeps the geometry of CLIP's space (what the pseudo-labels were computed in) and bounds
+the logits. The README's logit-form table gives the measured comparison.
 
 Sums over pairs in the paper are means here (a constant factor per batch, independent of how many
 pairs a batch happens to hold), so the terms have comparable scales when averaged (§3.4).
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def class_logits(features: Tensor, text: Tensor, temperature: float = 0.07, normalize: bool = True) -> Tensor:
+def class_logits(features: Tensor, text: Tensor, temperature: float | Tensor = 0.07, normalize: bool = True) -> Tensor:
     """ψ(f_m, T̂_c) for all m, c.
 
     features: (M, d) point features; text: (C, d) frozen text embeddings (unit length for CLIP).
@@ -34,7 +35,7 @@ def class_logits(features: Tensor, text: Tensor, temperature: float = 0.07, norm
 
 
 def pair_ce_loss(point_features: Tensor, text: Tensor, pair_point: Tensor, pair_label: Tensor,
-                 temperature: float = 0.07, normalize: bool = True) -> Tensor:
+                 temperature: float | Tensor = 0.07, normalize: bool = True) -> Tensor:
     """L_ce, Eq. 1: cross-entropy over all point↔pixel pairs 𝓜 of the batch.
 
     point_features: (N, d) features of every point of the batch; pair_point: (P,) long index of each
@@ -48,7 +49,7 @@ def pair_ce_loss(point_features: Tensor, text: Tensor, pair_point: Tensor, pair_
     return F.cross_entropy(logits[pair_point], pair_label)
 
 
-def correlation_ce_loss(aggregated: Tensor, text: Tensor, labels: Tensor, temperature: float = 0.07,
+def correlation_ce_loss(aggregated: Tensor, text: Tensor, labels: Tensor, temperature: float | Tensor = 0.07,
                         normalize: bool = True) -> Tensor:
     """L̂_ce, Eq. 4: cross-entropy of the transformer outputs f̂_m (Eq. 3 / Eq. 7) against the
     sampled points' labels l̂_m (majority of each point's refined pairs).
@@ -62,7 +63,7 @@ def correlation_ce_loss(aggregated: Tensor, text: Tensor, labels: Tensor, temper
 
 
 def feedback_kl_loss(features: Tensor, aggregated: Tensor, over: str = "feature", text: Tensor | None = None,
-                     temperature: float = 0.07, normalize: bool = True) -> Tensor:
+                     temperature: float | Tensor = 0.07, normalize: bool = True) -> Tensor:
     """L_kl, Eq. 8: Σ_m KL(f_m, f̂_m) aligning the 3D network's features f_m with the aggregated
     features f̂_m, which are a fixed target (detached: the gradient reaches only the 3D network).
 

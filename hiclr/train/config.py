@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from hiclr.errors import HiclrError
 
 STAGES = ("intraset", "intrascene", "interscene", "feedback")
+LOGITS = ("cosine", "learnable", "inner")
 
 # Table 2 of the paper, EXP I–V, as --stages values.
 TABLE2: dict[str, list[str]] = {
@@ -32,17 +33,20 @@ class TrainConfig:
     backend: str = "auto"  # sparse convolution backend (see hiclr.nn)
     input: str = "color"  # network input per point: color (RGB in [-1,1]) | color_normal (+ unit normal)
     # the loss
-    normalize: bool = True  # L2-normalise features before ψ (CLIP's cosine logits); False = raw inner product
-    temperature: float = 0.07  # τ in ψ = ⟨n(f), T̂⟩/τ; 0.07 is CLIP's initial temperature
+    logits: str = "cosine"  # ψ: cosine ⟨f/‖f‖, T̂⟩/τ | learnable (cosine, CLIP's learnable scale 1/τ) | inner (raw ⟨f, T̂⟩)
+    temperature: float = 0.07  # τ for cosine; the initial τ for learnable; inner uses τ = 1 (the paper's ψ)
+    logit_scale_lr: float = 0.01  # learnable: Adam lr of log(1/τ) (clamped to ≤ log 100, as CLIP)
+    grad_clip: float = 0.0  # max global grad norm of the 3D network (0 = off; the paper's inner product needs it)
     kl_over: str = "feature"  # L_kl distributions: feature (softmax over channels, literal Eq. 8) | logits
     samples: int = 1024  # M, points sampled per scene for the transformers (∝ segment size)
     transformer_layers: int = 3
     transformer_heads: int = 8
     transformer_mlp_ratio: float = 4.0
-    # schedule (1-based epochs at which each term switches on; §3.4)
-    ce_from: int = 1
-    correlation_from: int = 11  # L̂_ce of the intra/inter-scene transformers
-    kl_from: int = 21  # L_kl (feedback distillation)
+    # schedule (§3.4): when each loss term switches on
+    schedule: str = "epochs"  # epochs: *_from are 1-based epochs (the paper's 1/11/21 of 120) | fraction: of the run's steps
+    ce_from: float = 1
+    correlation_from: float = 11  # L̂_ce of the intra/inter-scene transformers
+    kl_from: float = 21  # L_kl (feedback distillation)
     # optimisation
     epochs: int = 120
     batch_size: int = 8  # scenes per step (per process under DDP)
@@ -77,7 +81,34 @@ class TrainConfig:
         if self.samples < 1 or self.batch_size < 1 or self.epochs < 1:
             raise HiclrError("train.samples, train.batch_size and train.epochs must be ≥ 1", "fix the recipe")
         if self.temperature <= 0:
-            raise HiclrError("train.temperature must be > 0", "0.07 (cosine logits) or 1.0 (raw inner product)")
+            raise HiclrError("train.temperature must be > 0", "0.07 (CLIP's initial temperature)")
+        if self.logits not in LOGITS:
+            raise HiclrError(f"train.logits: {self.logits!r}", f"use one of {', '.join(LOGITS)}")
+        if self.grad_clip < 0 or self.logit_scale_lr < 0:
+            raise HiclrError("train.grad_clip and train.logit_scale_lr must be ≥ 0", "0 turns gradient clipping off")
+        froms = {"ce_from": self.ce_from, "correlation_from": self.correlation_from, "kl_from": self.kl_from}
+        if self.schedule == "epochs":
+            bad = [k for k, v in froms.items() if v < 1 or float(v) != int(v)]
+            if bad:
+                raise HiclrError(f"train.{bad[0]}={froms[bad[0]]}: with train.schedule=epochs it is a 1-based epoch",
+                                 "give a whole epoch ≥ 1, or set train.schedule=fraction for fractions of the run")
+        elif self.schedule == "fraction":
+            bad = [k for k, v in froms.items() if not 0.0 <= v <= 1.0]
+            if bad:
+                raise HiclrError(f"train.{bad[0]}={froms[bad[0]]}: with train.schedule=fraction it is a share of the run",
+                                 "give a number in [0, 1], e.g. correlation_from: 0.083 (the paper's 10/120)")
+        else:
+            raise HiclrError(f"train.schedule: {self.schedule!r}", "use epochs or fraction")
+
+    @property
+    def normalize(self) -> bool:
+        """ψ normalises the features (cosine and learnable) or not (the paper's raw inner product)."""
+        return self.logits != "inner"
+
+    @property
+    def tau(self) -> float:
+        """The fixed (or initial) temperature of ψ: 1 for the raw inner product."""
+        return 1.0 if self.logits == "inner" else self.temperature
 
     @property
     def in_channels(self) -> int:

@@ -40,12 +40,13 @@ from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, collate
 from hiclr.train.model import HiclModel, build_network, mean_of_terms, network_supports_amp
-from hiclr.train.schedule import active_terms, cosine_lr
+from hiclr.train.schedule import active_terms, cosine_lr, switch_steps
 
 TERMS = ("ce", "intra", "inter", "kl")
-LOG_COLUMNS = ("epoch", "loss", *TERMS, "lr", "transformer_lr", "seconds", "val_miou")
+LOG_COLUMNS = ("epoch", "loss", *TERMS, "lr", "transformer_lr", "logit_scale", "seconds", "val_miou")
 # Settings a resumed run may change: they do not alter what the finished epochs computed.
-RESUMABLE_CHANGES = NON_SEMANTIC | {"epochs", "val_every", "val_max_scenes", "val_split", "stages", "kl_from"}
+RESUMABLE_CHANGES = NON_SEMANTIC | {"epochs", "val_every", "val_max_scenes", "val_split", "stages", "kl_from",
+                                    "ce_from", "correlation_from"}
 
 
 @dataclass
@@ -199,8 +200,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     torch.manual_seed(cfg.seed)  # same initial weights in every process and on resume
     model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg).to(device)
     opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    tparams = model.transformer_parameters()
-    opt_tr = torch.optim.AdamW(tparams, lr=cfg.transformer_lr, weight_decay=cfg.transformer_weight_decay) if tparams else None
+    opt_tr = _adamw(model, cfg)
 
     start, step, best, best_epoch, log_rows = 0, 0, None, None, []
     ckpt_dir = run / "ckpt"
@@ -214,6 +214,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
         for name in ("intra", "inter"):
             if getattr(model, name) is not None and name in state:
                 getattr(model, name).load_state_dict(state[name])
+        if model.logit_scale is not None and "logit_scale" in state:
+            model.logit_scale.data.copy_(state["logit_scale"])
         if state.get("opt_net"):
             opt_net.load_state_dict(state["opt_net"])
         if opt_tr is not None and state.get("opt_tr"):
@@ -237,6 +239,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
+    switches = switch_steps(cfg, steps_per_epoch, total_steps)
     val_ids = _val_scenes(store, cfg)
 
     ddp = model
@@ -267,20 +270,22 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     last: dict[str, float] = {}
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.time()
-        terms = active_terms(cfg, epoch)
         sampler.set_epoch(epoch)
         model.train()
         sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
-        batches = 0
+        counts = torch.zeros(len(TERMS) + 1, dtype=torch.float64)  # steps on which each term was active
+        epoch_terms: set[str] = set()
         lr = tlr = 0.0
         for batch in _progress(loader, progress and rank == 0, f"epoch {epoch}/{cfg.epochs}"):
+            terms = active_terms(cfg, step, switches)
+            epoch_terms.update(terms)
             lr = cosine_lr(cfg.lr, step, total_steps)
             tlr = cosine_lr(cfg.transformer_lr, step, total_steps)
             for g in opt_net.param_groups:
                 g["lr"] = lr
             if opt_tr is not None:
                 for g in opt_tr.param_groups:
-                    g["lr"] = tlr
+                    g["lr"] = cosine_lr(g["base_lr"], step, total_steps)
             opt_net.zero_grad(set_to_none=True)
             if opt_tr is not None:
                 opt_tr.zero_grad(set_to_none=True)
@@ -290,22 +295,26 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
                 raise HiclrError(f"epoch {epoch}: the loss is {loss.item()} ({ {k: float(v) for k, v in losses.items()} })",
                                  "lower train.lr or raise train.temperature; check the pairs with hiclr evaluate --labels pseudo")
             loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.net.parameters(), cfg.grad_clip)
             opt_net.step()
             if opt_tr is not None:
                 opt_tr.step()
             step += 1
-            batches += 1
             sums[0] += float(loss.detach())
+            counts[0] += 1
             for i, t in enumerate(TERMS):
                 if t in losses:
                     sums[i + 1] += float(losses[t].detach())
-        means = _all_reduce_mean(sums / max(batches, 1), world, device)
+                    counts[i + 1] += 1
+        means = _all_reduce_mean(sums / counts.clamp(min=1), world, device)  # each term over its active steps
         row: dict[str, Any] = {"epoch": epoch, "loss": f"{means[0]:.6f}", "lr": f"{lr:.6g}",
-                               "transformer_lr": f"{tlr:.6g}" if opt_tr is not None else "",
+                               "transformer_lr": f"{tlr:.6g}" if model.transformer_parameters() else "",
+                               "logit_scale": f"{1.0 / float(model.tau()):.4g}",
                                "seconds": f"{time.time() - t0:.2f}"}
         last = {"loss": float(means[0])}
         for i, t in enumerate(TERMS):
-            if t in terms:
+            if t in epoch_terms:
                 row[t] = f"{means[i + 1]:.6f}"
                 last[t] = float(means[i + 1])
         if rank == 0:
@@ -347,7 +356,24 @@ def _state(model: HiclModel, opt_net: torch.optim.Optimizer, opt_tr: torch.optim
     for name in ("intra", "inter"):
         if getattr(model, name) is not None:
             state[name] = getattr(model, name).state_dict()
+    if model.logit_scale is not None:
+        state["logit_scale"] = model.logit_scale.detach().cpu().clone()
     return state
+
+
+def _adamw(model: HiclModel, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+    """AdamW for the transformers and, with ``train.logits: learnable``, CLIP's logit scale (no decay).
+
+    Each group keeps its ``base_lr`` for the cosine decay."""
+    groups: list[dict[str, Any]] = []
+    tparams = model.transformer_parameters()
+    if tparams:
+        groups.append({"params": tparams, "lr": cfg.transformer_lr, "base_lr": cfg.transformer_lr,
+                       "weight_decay": cfg.transformer_weight_decay})
+    if model.logit_scale is not None:
+        groups.append({"params": [model.logit_scale], "lr": cfg.logit_scale_lr, "base_lr": cfg.logit_scale_lr,
+                       "weight_decay": 0.0})
+    return torch.optim.AdamW(groups) if groups else None
 
 
 def _backend_name(name: str, device: torch.device) -> str:

@@ -8,6 +8,7 @@ is scored with L̂_ce (Eq. 4), and the last one is the feedback target of L_kl (
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -33,6 +34,14 @@ class HiclModel(nn.Module):
         self.intra = CorrelationTransformer(scope="intra", **tf) if "intrascene" in cfg.stages else None
         self.inter = CorrelationTransformer(scope="inter", **tf) if "interscene" in cfg.stages else None
         self.register_buffer("text", text.float(), persistent=False)
+        # CLIP's learnable logit scale, log(1/τ), when train.logits = learnable (clamped to ≤ 100 in use)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.tau))) if cfg.logits == "learnable" else None
+
+    def tau(self) -> Tensor | float:
+        """The temperature τ of ψ: fixed, or 1 / exp(logit_scale) (scale ≤ 100, as CLIP) when learnable."""
+        if self.logit_scale is None:
+            return self.cfg.tau
+        return torch.exp(-self.logit_scale.clamp(max=math.log(100.0)))
 
     def transformer_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.intra, self.inter) if m is not None for p in m.parameters()]
@@ -43,7 +52,7 @@ class HiclModel(nn.Module):
         ``amp``: bf16 autocast on CUDA for the transformers, and for the 3D network when its sparse
         backend supports it (the portable ``torch`` backend's backward does not mix dtypes yet).
         Losses are computed in float32."""
-        cfg, text = self.cfg, self.text
+        cfg, text, tau = self.cfg, self.text, self.tau()
         dev = text.device
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and network_supports_amp(self.net, dev)):
             # rows (R, d): the distinct features (one per voxel for the MinkUNets); index (N,) row per point
@@ -55,7 +64,7 @@ class HiclModel(nn.Module):
             # a pair's logits are its point's row's logits: computed once per row, gathered per pair
             pair_row = index[torch.cat([b.pair_point.to(dev) + o for b, o in zip(batch, offsets)])]
             pair_label = torch.cat([b.pair_label.to(dev) for b in batch])
-            out["ce"] = pair_ce_loss(rows, text, pair_row, pair_label, cfg.temperature, cfg.normalize)
+            out["ce"] = pair_ce_loss(rows, text, pair_row, pair_label, tau, cfg.normalize)
         if {"intra", "inter", "kl"} & set(terms):
             f = rows[index[torch.cat([b.sample.to(dev) + o for b, o in zip(batch, offsets)])]]  # (L, d) sampled, all scenes
             scene = torch.cat([torch.full((len(b.sample),), i, dtype=torch.long, device=dev) for i, b in enumerate(batch)])
@@ -64,20 +73,21 @@ class HiclModel(nn.Module):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 agg = self._transformers(agg, scene, label, terms, out)
             if "kl" in terms:
-                out["kl"] = feedback_kl_loss(f, agg.float(), cfg.kl_over, text, cfg.temperature, cfg.normalize)
+                kl_tau = tau.detach() if isinstance(tau, Tensor) else tau  # L_kl must not train the scale
+                out["kl"] = feedback_kl_loss(f, agg.float(), cfg.kl_over, text, kl_tau, cfg.normalize)
         return out
 
     def _transformers(self, agg: Tensor, scene: Tensor, label: Tensor, terms: list[str], out: dict[str, Tensor]) -> Tensor:
         """Intra-scene then inter-scene aggregation of the sampled features; adds their L̂_ce to ``out``."""
-        cfg, text = self.cfg, self.text
+        cfg, text, tau = self.cfg, self.text, self.tau()
         if self.intra is not None:
             agg = self.intra(agg, scene)  # Eq. 3, per scene
             if "intra" in terms:
-                out["intra"] = correlation_ce_loss(agg, text, label, cfg.temperature, cfg.normalize)
+                out["intra"] = correlation_ce_loss(agg, text, label, tau, cfg.normalize)
         if self.inter is not None:
             agg = self.inter(agg, scene)  # Eq. 7, across the batch's scenes
             if "inter" in terms:
-                out["inter"] = correlation_ce_loss(agg, text, label, cfg.temperature, cfg.normalize)
+                out["inter"] = correlation_ce_loss(agg, text, label, tau, cfg.normalize)
         return agg
 
 

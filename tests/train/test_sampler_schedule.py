@@ -8,7 +8,7 @@ import pytest
 from hiclr.errors import HiclrError
 from hiclr.train.config import TrainConfig, parse_stages
 from hiclr.train.sampler import point_labels, sample_points, segment_quota
-from hiclr.train.schedule import active_terms, cosine_lr
+from hiclr.train.schedule import active_terms, cosine_lr, epoch_terms, extended_schedule, switch_steps
 
 
 def test_segment_quota_proportional() -> None:
@@ -41,14 +41,51 @@ def test_majority_label_of_pairs() -> None:
 
 def test_schedule_switches_terms_on() -> None:
     cfg = TrainConfig()
-    assert active_terms(cfg, 1) == ["ce"]
-    assert active_terms(cfg, 10) == ["ce"]
-    assert active_terms(cfg, 11) == ["ce", "intra", "inter"]
-    assert active_terms(cfg, 20) == ["ce", "intra", "inter"]
-    assert active_terms(cfg, 21) == ["ce", "intra", "inter", "kl"]
-    assert active_terms(TrainConfig(stages=["intraset"]), 50) == ["ce"]
-    assert active_terms(TrainConfig(stages=["intraset", "intrascene"]), 30) == ["ce", "intra"]
-    assert active_terms(TrainConfig(ce_from=1, correlation_from=2, kl_from=3), 3) == ["ce", "intra", "inter", "kl"]
+    sw = switch_steps(cfg, 1, cfg.epochs)  # one step per epoch: step e-1 is epoch e
+    assert active_terms(cfg, 0, sw) == ["ce"]
+    assert active_terms(cfg, 9, sw) == ["ce"]
+    assert active_terms(cfg, 10, sw) == ["ce", "intra", "inter"]
+    assert active_terms(cfg, 19, sw) == ["ce", "intra", "inter"]
+    assert active_terms(cfg, 20, sw) == ["ce", "intra", "inter", "kl"]
+    assert epoch_terms(TrainConfig(stages=["intraset"]), 50) == ["ce"]
+    assert epoch_terms(TrainConfig(stages=["intraset", "intrascene"]), 30) == ["ce", "intra"]
+    assert epoch_terms(TrainConfig(ce_from=1, correlation_from=2, kl_from=3), 3) == ["ce", "intra", "inter", "kl"]
+
+
+def test_schedule_in_epochs_counts_optimiser_steps() -> None:
+    cfg = TrainConfig(epochs=120)  # the paper: 1 / 11 / 21 of 120 epochs
+    assert switch_steps(cfg, 151, 120 * 151) == {"ce": 0, "correlation": 10 * 151, "kl": 20 * 151}
+
+
+def test_fraction_schedule_keeps_the_papers_proportions_in_a_short_run() -> None:
+    cfg = TrainConfig(schedule="fraction", epochs=20, ce_from=0.0, correlation_from=10 / 120, kl_from=20 / 120)
+    total = 20 * 3  # 60 steps
+    assert switch_steps(cfg, 3, total) == {"ce": 0, "correlation": 5, "kl": 10}
+    assert active_terms(cfg, 4, switch_steps(cfg, 3, total)) == ["ce"]
+    assert active_terms(cfg, 5, switch_steps(cfg, 3, total)) == ["ce", "intra", "inter"]
+    # the paper's 120-epoch run gives the same steps either way
+    paper = TrainConfig(epochs=120)
+    frac = TrainConfig(epochs=120, schedule="fraction", ce_from=0.0, correlation_from=10 / 120, kl_from=20 / 120)
+    assert switch_steps(paper, 7, 840) == switch_steps(frac, 7, 840)
+
+
+def test_schedule_values_are_checked() -> None:
+    with pytest.raises(HiclrError, match="1-based epoch"):
+        TrainConfig(correlation_from=0.5)
+    with pytest.raises(HiclrError, match="share of the run"):
+        TrainConfig(schedule="fraction", kl_from=21)
+    with pytest.raises(HiclrError, match="train.logits"):
+        TrainConfig(logits="dot")
+
+
+def test_extending_a_run_keeps_passed_switches_at_their_steps() -> None:
+    cfg = TrainConfig(schedule="fraction", epochs=20, ce_from=0.0, correlation_from=0.25, kl_from=0.5)
+    ext = extended_schedule(cfg, 20, 10)
+    new = TrainConfig(schedule="fraction", stages=cfg.stages, **ext)
+    assert switch_steps(new, 4, 30 * 4)["correlation"] == switch_steps(cfg, 4, 20 * 4)["correlation"] == 20
+    assert switch_steps(new, 4, 30 * 4)["kl"] == 40  # already passed at step 40 of the old run: unchanged
+    late = TrainConfig(schedule="fraction", epochs=20, ce_from=0.0, correlation_from=0.25, kl_from=1.0)
+    assert switch_steps(TrainConfig(schedule="fraction", **extended_schedule(late, 20, 10)), 4, 120)["kl"] == 80
 
 
 def test_cosine() -> None:
