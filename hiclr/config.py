@@ -12,20 +12,30 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-from hiclr.errors import HiclrError
+from hiclr.errors import HiclrError, yaml_reason
 
 T = TypeVar("T")
 
 # Fields that change how a step runs but never what it computes: left out of fingerprints.
 NON_SEMANTIC = frozenset({"workers", "shard", "overwrite", "progress", "device", "batch_frames", "log_every"})
+
+# The sections a recipe may hold, one per step that reads one (a new step adds its name here).
+# Any other top-level key is a misspelling and fails with the closest name.
+RECIPE_SECTIONS: tuple[str, ...] = ("synthetic", "scannet", "nuscenes", "pseudolabel", "oversegment", "refine",
+                                    "train", "distill", "evaluate", "predict")
+
+# Every numeric setting must be finite and >= 0 (no hiclr setting is negative); a config class
+# narrows this with ``RANGES: ClassVar[dict[str, tuple[low, high]]]`` (inclusive, None = open).
+Range = tuple[float | None, float | None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -35,6 +45,9 @@ NON_SEMANTIC = frozenset({"workers", "shard", "overwrite", "progress", "device",
 @dataclass
 class SyntheticConfig:
     """`hiclr prepare synthetic`: procedural indoor rooms with rendered RGB-D views."""
+
+    RANGES: ClassVar[dict[str, Range]] = {"scenes": (1, None), "width": (8, None), "height": (8, None),
+                                          "spacing": (0.005, 0.5), "val_fraction": (0.0, 1.0)}
 
     scenes: int = 4  # number of rooms
     seed: int = 0  # base seed; room i uses seed + i
@@ -50,6 +63,8 @@ class SyntheticConfig:
 class ScanNetConfig:
     """`hiclr prepare scannet`: raw ScanNet v2 scans into the store."""
 
+    RANGES: ClassVar[dict[str, Range]] = {"frame_stride": (1, None), "image_width": (8, None), "image_height": (8, None)}
+
     frame_stride: int = 20  # keep every n-th frame of the RGB-D stream
     splits: list[str] = field(default_factory=lambda: ["train", "val"])
     image_width: int = 640  # colour is resized to the depth grid
@@ -60,6 +75,8 @@ class ScanNetConfig:
 class NuScenesConfig:
     """`hiclr prepare nuscenes`: nuScenes keyframes with lidarseg labels into the store."""
 
+    RANGES: ClassVar[dict[str, Range]] = {"image_scale": (1e-3, 10.0), "normal_knn": (3, None)}
+
     version: str = "v1.0-trainval"
     splits: list[str] = field(default_factory=lambda: ["train", "val"])
     image_scale: float = 1.0  # camera images (1600x900) and their intrinsics are resized by this factor
@@ -69,6 +86,8 @@ class NuScenesConfig:
 @dataclass
 class PseudolabelConfig:
     """`hiclr pseudolabel`: MaskCLIP (or the synthetic-only oracle) labels, point↔pixel pairs."""
+
+    RANGES: ClassVar[dict[str, Range]] = {"noise": (0.0, 1.0), "depth_relative": (0.0, 1.0), "batch_frames": (1, None)}
 
     labeler: str = "maskclip"  # maskclip | oracle (synthetic data only)
     clip: str = "ViT-B-16"  # open_clip model name
@@ -88,6 +107,8 @@ class PseudolabelConfig:
 @dataclass
 class OversegmentConfig:
     """`hiclr oversegment`: normal-based graph segmentation (ScanNet Segmentator rule)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {"min_size": (1, None), "knn": (1, None)}
 
     k_thresh: float = 0.01  # Felzenszwalb–Huttenlocher constant k
     min_size: int = 20  # components smaller than this many vertices are merged
@@ -154,16 +175,35 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
+def _check_number(value: Any, bounds: Range, where: str) -> None:
+    """Numeric settings are finite and inside ``bounds`` (default: >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = bounds
+    if not math.isfinite(value):
+        raise HiclrError(f"{where} = {value!r}: must be a finite number", "give a plain number in the recipe or --set")
+    if (low is not None and value < low) or (high is not None and value > high):
+        want = (f"in [{low}, {high}]" if high is not None else f"≥ {low}") if low is not None else f"≤ {high}"
+        raise HiclrError(f"{where} = {value!r}: out of range", f"give a value {want}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys fail with the closest valid name."""
+    """Build dataclass ``cls`` from ``data``; unknown keys fail with the closest valid name, numbers
+    must be finite and in range (``cls.RANGES``, else >= 0)."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    ranges: dict[str, Range] = getattr(cls, "RANGES", {})
+    if not isinstance(data, dict):
+        raise HiclrError(f"{where or cls.__name__}: expected a mapping of settings, got {data!r}",
+                         "write one 'key: value' per line under the section")
     kwargs: dict[str, Any] = {}
     for key, value in (data or {}).items():
         here = f"{where}.{key}" if where else str(key)
         if key not in names:
             raise HiclrError(f"unknown setting '{here}'", _closest(str(key), names))
         kwargs[key] = _coerce(value, hints[key], here)
+        for item in kwargs[key] if isinstance(kwargs[key], list) else [kwargs[key]]:
+            _check_number(item, ranges.get(key, (0, None)), here)
     return cls(**kwargs)
 
 
@@ -211,9 +251,13 @@ def read_recipe(path: Path | str | None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise HiclrError(f"{path}: not valid YAML ({exc})", "fix the recipe file") from exc
+        raise HiclrError(f"{path}: not valid YAML ({yaml_reason(exc)})", "fix the recipe file") from exc
     if not isinstance(data, dict):
         raise HiclrError(f"{path}: a recipe is a mapping of step sections", "see recipes/synthetic.yaml")
+    for name in data:
+        if name not in RECIPE_SECTIONS:
+            raise HiclrError(f"{path}: unknown recipe section '{name}'",
+                             _closest(str(name), list(RECIPE_SECTIONS)).replace("valid keys", "sections"))
     return data
 
 

@@ -27,3 +27,26 @@ class MissingDependencyError(HiclrError):
             f"{purpose} needs the optional package '{package}', which is not installed",
             f"pip install 'hiclr[{extra}]'",
         )
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of any exception: a HiclrError as it is, an OSError with its file."""
+    if isinstance(exc, HiclrError):
+        return one_line(str(exc))
+    if isinstance(exc, OSError) and exc.filename:
+        return one_line(f"{exc.filename}: {exc.strerror or exc}")
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def yaml_reason(exc: Exception) -> str:
+    """PyYAML's error as ``line L, column C: problem`` (its caret drawing left out)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return one_line(f"{where}{problem}", 200)

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from hiclr.errors import HiclrError
+from hiclr.errors import HiclrError, describe
 
 
 def parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -57,10 +57,8 @@ class RunSummary:
 def _call(work: Callable[[str], dict[str, Any]], scene_id: str) -> tuple[str, dict[str, Any]]:
     try:
         return scene_id, work(scene_id)
-    except HiclrError as exc:
-        return scene_id, {"status": "failed", "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one broken scene must not stop the others
-        return scene_id, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        return scene_id, {"status": "failed", "error": describe(exc)}
 
 
 def run_scenes(

@@ -13,27 +13,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one red line with a hint and exit code 1 (`hiclr --debug` re-raises)."""
+    """Turn every error into one red line and exit code 1 (`hiclr --debug` re-raises with the traceback).
+
+    A :class:`HiclrError` prints its message and hint; anything else (an OSError, a bug) prints its
+    type, message and file on one line, with a pointer to ``--debug``. Click's own usage errors and
+    exits pass through."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hiclr.errors import HiclrError
+        from hiclr.errors import HiclrError, describe, one_line
 
         ctx = click.get_current_context()
         debug = bool((ctx.find_root().obj or {}).get("debug"))
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except HiclrError as exc:
             if debug:
                 raise
-            msg = f"error: {exc.message}" + (f" — hint: {exc.hint}" if exc.hint else "")
+            msg = f"error: {one_line(exc.message)}" + (f" — hint: {one_line(exc.hint)}" if exc.hint else "")
             click.secho(msg, fg="red", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.secho("interrupted: finished scenes are kept; rerun the same command to resume", fg="yellow", err=True)
             sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - one line, not a traceback; --debug shows it
+            if debug:
+                raise
+            click.secho(f"error: {describe(exc)} — hint: rerun with 'hiclr --debug …' for the traceback, "
+                        "and report it if the input is valid", fg="red", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def echo_warnings(warnings: list[str]) -> None:
+    """One yellow line per warning of a result (the output was written, but read this)."""
+    for w in warnings:
+        click.secho(f"warning: {w}", fg="yellow", err=True)
 
 
 def recipe_options(fn: F) -> F:
