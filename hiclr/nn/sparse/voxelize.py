@@ -121,10 +121,11 @@ def point_to_voxel(x: SparseTensor, pts: PointSet, feats: Tensor) -> SparseTenso
     """Mean of point features (N, C) per voxel of ``x``'s stride: a tensor on ``x``'s voxels."""
     idx = _voxel_index(x, pts)
     n = x.coords.shape[0]
-    counts = torch.bincount(idx, minlength=n).clamp_(min=1).to(feats.dtype)
-    out = torch.zeros(n, feats.shape[1], dtype=feats.dtype, device=feats.device)
-    out = add_rows_(out, idx, feats) / counts[:, None]
-    return x.replace(out)
+    acc = torch.float32 if feats.dtype in (torch.float16, torch.bfloat16) else feats.dtype  # sums of many points
+    counts = torch.bincount(idx, minlength=n).clamp_(min=1).to(acc)
+    out = torch.zeros(n, feats.shape[1], dtype=acc, device=feats.device)
+    out = add_rows_(out, idx, feats.to(acc)) / counts[:, None]
+    return x.replace(out.to(feats.dtype))
 
 
 def _trilinear(x: SparseTensor, pts: PointSet) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,11 @@ against. Kernel maps come from :meth:`CoordinateContext.kernel_map` and are cach
 The convolution is one autograd function with a hand-written backward: letting autograd
 differentiate the per-offset gathers would allocate and sum one full-size (N_in, C_in) gradient
 per kernel offset (27 per layer); here each offset adds its rows into one buffer.
+
+Mixed precision. Under ``torch.autocast`` (bf16 or fp16, CPU or CUDA) the GEMMs run in the autocast
+dtype, as ``torch.mm`` does there, but the sums over kernel offsets (forward output, input gradient)
+and the weight gradient are accumulated in float32 and rounded once; the output is in the autocast
+dtype, the gradients in the dtypes of the inputs. float64 inputs are never cast (as autocast).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 from torch import Tensor
 
 from hiclr.nn.sparse.coords import KernelMap
+
+_LOW = (torch.float16, torch.bfloat16)
 
 
 def add_rows_(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
@@ -26,45 +33,62 @@ def add_rows_(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
     return out.index_put_((index,), rows, accumulate=True)
 
 
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the GEMMs of a convolution on ``x`` run in: autocast's when it is on, else ``x``'s."""
+    dev = x.device.type
+    if x.dtype == torch.float64 or not torch.is_autocast_enabled(dev):
+        return x.dtype
+    return torch.get_autocast_dtype(dev)
+
+
+def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW else dtype
+
+
 class _SparseConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, n_out: int, center: int) -> Tensor:
         """``out[o] = Σ_k Σ_{(i, o) ∈ kmap[k]} feats[i] @ weight[k]``; ``center`` >= 0 is an identity offset."""
-        ctx.kmap, ctx.center = kmap, center
-        ctx.save_for_backward(feats, weight)
+        dtype = compute_dtype(feats)
+        acc = _accumulate_dtype(dtype)
+        ctx.kmap, ctx.center, ctx.dtypes = kmap, center, (feats.dtype, weight.dtype)
+        f, w = feats.to(dtype), weight.to(dtype)  # no copies without autocast
+        ctx.save_for_backward(f, w)
         if center >= 0:
-            out = feats @ weight[center]
+            out = (f @ w[center]).to(acc)
         else:
-            out = feats.new_zeros(n_out, weight.shape[2])
+            out = f.new_zeros(n_out, w.shape[2], dtype=acc)
         for k, (i, o) in enumerate(kmap):
             if k != center and i.numel() > 0:
-                add_rows_(out, o, feats.index_select(0, i) @ weight[k])
-        return out
+                add_rows_(out, o, (f.index_select(0, i) @ w[k]).to(acc))
+        return out.to(dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        feats, weight = ctx.saved_tensors
+        f, w = ctx.saved_tensors
         kmap, center = ctx.kmap, ctx.center
-        grad_out = grad_out.contiguous()
+        acc = _accumulate_dtype(f.dtype)
+        g_all = grad_out.to(f.dtype).contiguous()
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = None
         if need_w:
-            grad_w = torch.zeros_like(weight)
+            grad_w = torch.zeros(w.shape, dtype=acc, device=w.device)
         if need_x:
-            grad_x = grad_out @ weight[center].T if center >= 0 else torch.zeros_like(feats)
+            grad_x = (g_all @ w[center].T).to(acc) if center >= 0 else f.new_zeros(f.shape, dtype=acc)
         for k, (i, o) in enumerate(kmap):
             if i.numel() == 0:
                 continue
             if k == center:
                 if need_w:
-                    grad_w[k] = feats.T @ grad_out
+                    grad_w[k] = f.T @ g_all
                 continue
-            g = grad_out.index_select(0, o)  # (M_k, C_out)
+            g = g_all.index_select(0, o)  # (M_k, C_out)
             if need_w:
-                grad_w[k] = feats.index_select(0, i).T @ g
+                grad_w[k] = f.index_select(0, i).T @ g
             if need_x:
-                add_rows_(grad_x, i, g @ weight[k].T)
-        return grad_x, grad_w, None, None, None
+                add_rows_(grad_x, i, (g @ w[k].T).to(acc))
+        x_dtype, w_dtype = ctx.dtypes
+        return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None, None, None)
 
 
 class TorchBackend:
