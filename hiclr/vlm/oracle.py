@@ -24,6 +24,15 @@ each view, in this order, on the ground-truth label image (H, W) rendered from t
    (16, MaskCLIP's ViT-B/16 patch, from n = 0.5 on) by majority over the patch's labelled pixels
    (ties → smallest class index) and upsampled by repetition.
 
+**Systematic confusion** (``systematic`` = s in [0, 1], default 0, independent of ``noise``): the
+per-view noise above is drawn anew in every view, so a network that averages views removes it;
+MaskCLIP's real errors are also systematic, the same look-alike chosen in every view of a scene
+and in every scene. So, before step 1, each class with look-alikes has one fixed look-alike for the
+whole dataset (:func:`systematic_partner`, drawn from ``(seed, class name)``), and in each scene
+each present class is, with probability s, replaced by that look-alike in *every* view of the
+scene (drawn from ``(seed, scene)``, never from the view). Multi-view voting and refinement cannot
+undo it; only a model that learned the class from the scenes where it was not swapped can.
+
 Pixels that hit nothing, or whose surface carries the ignore label, stay -1 throughout (no pair
 is made from them). Scores (float32 in (0, 1]) imitate a softmax confidence that is lower where
 the label is unreliable: the fraction of the pixel's patch that voted for the winning label
@@ -43,7 +52,8 @@ import numpy as np
 
 from hiclr.errors import HiclrError
 
-__all__ = ["CONFUSABLE", "OracleLabeler", "check_synthetic", "confusion_partners", "corrupt_labels", "view_rng"]
+__all__ = ["CONFUSABLE", "OracleLabeler", "check_synthetic", "confusion_partners", "corrupt_labels", "scene_swaps",
+           "systematic_partner", "view_rng"]
 
 # Look-alikes that CLIP confuses in indoor scenes (ScanNet-20 names, spaces and case ignored).
 CONFUSABLE: dict[str, tuple[str, ...]] = {
@@ -92,6 +102,37 @@ def view_rng(seed: int, scene_id: str, view: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(scene_id.encode()), int(view)]))
 
 
+def systematic_partner(seed: int, class_names: Sequence[str]) -> np.ndarray:
+    """The fixed look-alike of every class for the whole dataset, (C,) int64 (-1: no look-alike).
+
+    Drawn per class from (seed, CRC-32 of the class name), so it is the same in every scene."""
+    partners = confusion_partners(class_names)
+    out = np.full(len(class_names), -1, dtype=np.int64)
+    for c, ps in enumerate(partners):
+        if ps:
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(_key(class_names[c]).encode()), 1]))
+            out[c] = ps[int(rng.integers(len(ps)))]
+    return out
+
+
+def scene_swaps(seed: int, scene_id: str, class_names: Sequence[str], systematic: float) -> np.ndarray:
+    """The class map of one scene's systematic confusion, (C,) int64: ``swap[c]`` is the label every
+    view of the scene gives class ``c`` before the per-view noise (``c`` itself when not swapped).
+
+    Class ``c`` is swapped for :func:`systematic_partner` with probability ``systematic``, drawn
+    from (seed, CRC-32 of the scene id) and never from a view."""
+    if not 0.0 <= systematic <= 1.0:
+        raise HiclrError(f"oracle systematic confusion {systematic} is outside [0, 1]",
+                         "set pseudolabel.systematic between 0 and 1")
+    partner = systematic_partner(seed, class_names)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(scene_id.encode()), 1 << 30]))
+    draws = rng.random(len(class_names))  # one draw per class, whatever the probability
+    swap = np.arange(len(class_names), dtype=np.int64)
+    hit = (partner >= 0) & (draws < systematic)
+    swap[hit] = partner[hit]
+    return swap
+
+
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     from scipy.ndimage import maximum_filter
 
@@ -118,7 +159,8 @@ def _patch_majority(labels: np.ndarray, num_classes: int, p: int) -> tuple[np.nd
 
 
 def corrupt_labels(
-    gt: np.ndarray, class_names: Sequence[str], noise: float, rng: np.random.Generator, patch: int = _PATCH
+    gt: np.ndarray, class_names: Sequence[str], noise: float, rng: np.random.Generator, patch: int = _PATCH,
+    swap: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply the module's noise model to one ground-truth label image.
 
@@ -128,6 +170,7 @@ def corrupt_labels(
         noise: in [0, 1]; 0 returns ``gt`` unchanged with scores 1.
         rng: the view's generator (:func:`view_rng`).
         patch: the patch size at ``noise >= 0.5``.
+        swap: (C,) the scene's systematic class map (:func:`scene_swaps`), applied first; None = none.
     Returns:
         ``(labels, scores)``: (H, W) int64 (-1 where ``gt`` is -1) and (H, W) float32 in (0, 1].
     """
@@ -138,6 +181,9 @@ def corrupt_labels(
     C = len(class_names)
     valid = gt >= 0
     lab = gt.copy()
+    if swap is not None:
+        lab[valid] = np.asarray(swap, dtype=np.int64)[gt[valid]]
+    base = lab.copy()  # what this scene's views agree on; scores drop only where the per-view noise changed it
     partners = confusion_partners(class_names)
     present = np.flatnonzero(np.bincount(gt[valid], minlength=C)).tolist()
 
@@ -186,7 +232,7 @@ def corrupt_labels(
                 x0, x1 = max(0, xs.min() - r), min(W, xs.max() + r + 1)
                 window = lab[y0:y1, x0:x1]
                 window[_dilate(window == c, r) & valid[y0:y1, x0:x1]] = c
-    changed = lab != gt
+    changed = lab != base
 
     # 4. coarse resolution: one label per patch
     p = max(1, round(patch * min(1.0, 2.0 * noise)))
@@ -195,7 +241,7 @@ def corrupt_labels(
     else:
         purity = np.ones((H, W), dtype=np.float32)
     lab[~valid] = -1
-    changed |= lab != gt
+    changed |= lab != base
     scores = np.where(changed, _CORRUPT_SCORE, 1.0).astype(np.float32) * np.maximum(purity, 1e-3)
     return lab, scores
 
@@ -221,9 +267,10 @@ class OracleLabeler:
         noise: noise level in [0, 1].
         seed: base seed of the per-view generators.
         patch: patch size in pixels at noise ≥ 0.5.
+        systematic: probability of a scene-wide swap per (scene, class) (see the module doc).
     """
 
-    def __init__(self, store: Any, noise: float, seed: int = 0, patch: int = _PATCH) -> None:
+    def __init__(self, store: Any, noise: float, seed: int = 0, patch: int = _PATCH, systematic: float = 0.0) -> None:
         check_synthetic(store)
         if not 0.0 <= noise <= 1.0:
             raise HiclrError(f"oracle noise {noise} is outside [0, 1]", "set --noise (pseudolabel.noise) between 0 and 1")
@@ -232,6 +279,8 @@ class OracleLabeler:
         self.noise = float(noise)
         self.seed = int(seed)
         self.patch = int(patch)
+        self.systematic = float(systematic)
+        scene_swaps(self.seed, "", self.class_names, self.systematic)  # validates the probability
 
     def label_views(self, scene: Any, views: Sequence[int], out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Labels and scores of ``views`` of ``scene`` on an ``out_size`` = (H, W) grid.
@@ -251,8 +300,9 @@ class OracleLabeler:
         H, W = out_size
         labels = np.empty((len(views), H, W), dtype=np.int64)
         scores = np.empty((len(views), H, W), dtype=np.float32)
+        swap = scene_swaps(self.seed, scene.id, self.class_names, self.systematic) if self.systematic > 0 else None
         for i, v in enumerate(views):
             gt = renderer.labels(vertex_labels, K[v], T[v], W, H)
             labels[i], scores[i] = corrupt_labels(gt, self.class_names, self.noise, view_rng(self.seed, scene.id, v),
-                                                  self.patch)
+                                                  self.patch, swap)
         return labels, scores

@@ -160,3 +160,32 @@ def test_refuses_real_data(tmp_path: Path) -> None:
 def test_bad_noise() -> None:
     with pytest.raises(HiclrError):
         corrupt_labels(gt_image(), CLASSES, 1.5, view_rng(0, "s", 0))
+
+
+def test_systematic_swap_is_the_same_in_every_view_and_its_partner_in_every_scene() -> None:
+    from hiclr.vlm.oracle import scene_swaps, systematic_partner
+
+    partner = systematic_partner(0, CLASSES)
+    table, chair = CLASSES.index("table"), CLASSES.index("chair")
+    assert CLASSES[partner[table]] in ("desk", "counter") and CLASSES[partner[chair]] == "sofa"
+    assert partner[CLASSES.index("floor")] == -1  # no look-alike: never swapped
+    swap = scene_swaps(0, "room_0", CLASSES, 1.0)  # s = 1: every class with a look-alike is swapped
+    assert swap[table] == partner[table] and swap[CLASSES.index("floor")] == CLASSES.index("floor")
+    gt = gt_image()
+    for v in range(3):  # noise 0: the views differ only by their generator; all give the swapped labels
+        lab, score = corrupt_labels(gt, CLASSES, 0.0, view_rng(0, "room_0", v), swap=swap)
+        assert (lab[gt == table] == partner[table]).all() and (lab[gt == chair] == partner[chair]).all()
+        assert (lab[gt == 1] == 1).all() and (lab[gt == -1] == -1).all()
+        assert (score == 1.0).all()  # systematic errors are confident, as CLIP's are
+    assert (scene_swaps(0, "room_0", CLASSES, 0.0) == np.arange(len(CLASSES))).all()
+
+
+def test_systematic_rate_is_the_share_of_swapped_scene_classes() -> None:
+    from hiclr.vlm.oracle import scene_swaps, systematic_partner
+
+    has = systematic_partner(0, CLASSES) >= 0
+    swapped = np.mean([(scene_swaps(0, f"room_{i}", CLASSES, 0.3) != np.arange(len(CLASSES)))[has].mean()
+                       for i in range(400)])
+    assert swapped == pytest.approx(0.3, abs=0.03)
+    with pytest.raises(HiclrError, match="systematic"):
+        scene_swaps(0, "x", CLASSES, 1.5)
