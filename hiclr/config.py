@@ -98,6 +98,7 @@ class PseudolabelConfig:
     min_distance: float = 1.0  # metres; views without depth (LiDAR datasets) pair points farther than this
     noise: float = 0.5  # oracle only: noise level in [0, 1]
     seed: int = 0  # oracle only: base seed of its per-view noise (view v of scene s: seed, s, v)
+    systematic: float = 0.0  # oracle only: P(a class is swapped for its fixed look-alike in every view of a scene)
     key_smoothing: bool = False
     prompt_denoising: bool = False
     batch_frames: int = 8

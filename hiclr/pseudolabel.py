@@ -155,7 +155,7 @@ def _labeler(store: Any, cfg: PseudolabelConfig, device: Any) -> Labeler:
         if cfg.labeler == "oracle":
             from hiclr.vlm.oracle import OracleLabeler
 
-            _LABELERS[key] = OracleLabeler(store, cfg.noise, cfg.seed)
+            _LABELERS[key] = OracleLabeler(store, cfg.noise, cfg.seed, systematic=cfg.systematic)
         else:
             _LABELERS[key] = MaskCLIPLabeler.from_config(store, cfg, device)
     return _LABELERS[key]
@@ -173,6 +173,7 @@ def check_config(cfg: PseudolabelConfig) -> None:
         (not cfg.depth_relative > 0, "depth_relative", "a positive fraction"),
         (cfg.min_distance < 0, "min_distance", "0 or more metres"),
         (not 0.0 <= cfg.noise <= 1.0, "noise", "a level in [0, 1]"),
+        (not 0.0 <= cfg.systematic <= 1.0, "systematic", "a probability in [0, 1]"),
         (cfg.batch_frames < 1, "batch_frames", "1 or more"),
     ]
     for bad, name, want in problems:
@@ -186,7 +187,7 @@ def pseudolabel_fingerprint(cfg: PseudolabelConfig, store: Store, scene: Scene |
     if cfg.labeler == "oracle":
         cfg = dataclasses.replace(cfg, clip="", clip_weights="", key_smoothing=False, prompt_denoising=False)
     else:
-        cfg = dataclasses.replace(cfg, noise=0.0, seed=0)
+        cfg = dataclasses.replace(cfg, noise=0.0, seed=0, systematic=0.0)
     inputs: dict[str, Any] = {}
     if scene is not None:
         names = ("coord", "views") + (("label", "faces") if cfg.labeler == "oracle" else ())
