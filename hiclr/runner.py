@@ -49,6 +49,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # scene id → one-line error
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the user should know beyond the counts
 
     def line(self) -> str:
         return f"{len(self.done)} done, {len(self.skipped)} skipped (up to date), {len(self.failed)} failed"

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from hiclr import __version__
-from hiclr.errors import HiclrError
+from hiclr.errors import HiclrError, yaml_reason
 
 FORMAT_VERSION = 1
 IGNORE_INDEX = -1
@@ -329,7 +329,7 @@ class Store:
         try:
             meta = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise HiclrError(f"{path}: not valid YAML ({exc})", "rerun 'hiclr prepare' to rewrite it") from exc
+            raise HiclrError(f"{path}: not valid YAML ({yaml_reason(exc)})", "rerun 'hiclr prepare' to rewrite it") from exc
         if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
             raise HiclrError(f"{path}: missing 'classes'", "rerun 'hiclr prepare' to rewrite it")
         if meta.get("format_version") != FORMAT_VERSION:

@@ -84,9 +84,12 @@ def echo_table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = Non
 
 
 def echo_failures(summary: Any) -> None:
-    """One red line per scene that failed (a RunSummary's ``failed``: scene id → error)."""
+    """One red line per scene that failed (a RunSummary's ``failed``: scene id → error), then one
+    yellow line per note of the summary (inputs left out, and why)."""
     for sid, err in sorted(summary.failed.items()):
         click.secho(f"  failed {sid}: {err}", fg="red", err=True)
+    for note in getattr(summary, "notes", []):
+        click.secho(f"  note: {note}", fg="yellow", err=True)
 
 
 def exit_if_failed(summary: Any) -> None:

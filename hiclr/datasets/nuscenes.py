@@ -153,7 +153,7 @@ def prepare_sample(dataroot: Path, out: Path, token: str, cfg: NuScenesConfig, o
     store = Store.open(out)
     scene = store.scene(token)
     fp = fingerprint(dataclasses.replace(cfg, splits=[]), format="nuscenes-1")
-    if not overwrite and scene.exists() and scene.meta.get("prepared") == fp:
+    if not overwrite and scene.exists() and scene.is_prepared(fp):
         return {"status": "skipped"}
     if scene.path.exists():
         shutil.rmtree(scene.path)

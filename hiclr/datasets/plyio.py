@@ -58,9 +58,13 @@ def _parse_header(path: Path, data: bytes) -> tuple[str, list[_Element], int]:
                 raise _fail(path, f"unknown format line {raw!r}")
             fmt = tok[1]
         elif tok[0] == "element":
+            if len(tok) != 3 or not tok[2].isdigit():
+                raise _fail(path, f"bad element line {raw!r}: expected 'element <name> <count>'")
             elements.append(_Element(tok[1], int(tok[2])))
         elif tok[0] == "property" and elements:
             el = elements[-1]
+            if len(tok) != (5 if tok[1:2] == ["list"] else 3):
+                raise _fail(path, f"bad property line {raw!r}")
             if tok[1] == "list":
                 if tok[2] not in _TYPES or tok[3] not in _TYPES:
                     raise _fail(path, f"unknown type in {raw!r}")
@@ -144,7 +148,10 @@ def _read_ascii(path: Path, elements: list[_Element], text: str) -> dict[str, di
             flat = tokens[pos : pos + width * el.count]
             if len(flat) < width * el.count:
                 raise _fail(path, f"element {el.name} truncated")
-            table = np.array(flat, dtype=np.float64).reshape(el.count, width)
+            try:
+                table = np.array(flat, dtype=np.float64).reshape(el.count, width)
+            except ValueError as exc:
+                raise _fail(path, f"element {el.name}: {exc}") from None
             arr = np.zeros(el.count, dtype=scalar_dt)
             for j, (n, _) in enumerate(el.scalars):
                 arr[n] = table[:, j]
@@ -164,6 +171,8 @@ def _read_ascii(path: Path, elements: list[_Element], text: str) -> dict[str, di
                     pos += 1 + k
         except IndexError:
             raise _fail(path, f"element {el.name} truncated") from None
+        except ValueError as exc:
+            raise _fail(path, f"element {el.name}: {exc}") from None
         out[el.name] = {"scalars": arr if el.scalars else None, **{n: _stack(v) for n, v in lists.items()}}
     return out
 
@@ -185,13 +194,16 @@ def read_ply(path: Path | str) -> dict[str, np.ndarray]:
         data = path.read_bytes()
     except OSError as exc:
         raise HiclrError(f"{path}: cannot read ({exc.strerror})", "check the path") from exc
-    fmt, elements, start = _parse_header(path, data)
-    if fmt == "ascii":
-        parsed = _read_ascii(path, elements, data[start:].decode("ascii", errors="replace"))
-    else:
-        parsed, pos, buf = {}, start, memoryview(data)
-        for el in elements:
-            parsed[el.name], pos = _read_binary_element(path, el, buf, pos, _FORMATS[fmt])
+    try:
+        fmt, elements, start = _parse_header(path, data)
+        if fmt == "ascii":
+            parsed = _read_ascii(path, elements, data[start:].decode("ascii", errors="replace"))
+        else:
+            parsed, pos, buf = {}, start, memoryview(data)
+            for el in elements:
+                parsed[el.name], pos = _read_binary_element(path, el, buf, pos, _FORMATS[fmt])
+    except (ValueError, TypeError, IndexError) as exc:  # whatever else a malformed file trips
+        raise _fail(path, f"{type(exc).__name__}: {exc}") from exc
     if "vertex" not in parsed or parsed["vertex"]["scalars"] is None:
         raise _fail(path, "no vertex element")
     vertex = np.array(parsed["vertex"]["scalars"])  # own the memory, native layout kept per field

@@ -42,7 +42,7 @@ from hiclr.config import ScanNetConfig, fingerprint
 from hiclr.datasets.classes import NYU40_TO_SCANNET20, SCANNET20_CLASSES, map_nyu40
 from hiclr.errors import HiclrError
 from hiclr.runner import RunSummary, run_scenes, select_shard
-from hiclr.store import Store
+from hiclr.store import Store, local_origin, read_image
 
 STEP = "hiclr prepare scannet"
 SPLITS = ("train", "val", "test")
@@ -221,6 +221,16 @@ def _read_matrix(path: Path) -> np.ndarray:
     return m
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise HiclrError(f"{path}: unreadable image ({exc})", "export the frame again with SensReader") from exc
+
+
 def _exported_frames(root: Path) -> Frames:
     from PIL import Image
 
@@ -233,10 +243,7 @@ def _exported_frames(root: Path) -> Frames:
     if not kd_path.is_file():
         raise HiclrError(f"{kd_path}: missing", "export intrinsics with ScanNet's SensReader (--export_intrinsics)")
     K_depth = _read_matrix(kd_path)[:3, :3]
-    with Image.open(depths[ids[0]]) as im:
-        dsize = im.size
-    with Image.open(colors[ids[0]]) as im:
-        csize = im.size
+    dsize, csize = _image_size(depths[ids[0]]), _image_size(colors[ids[0]])
     kc_path = root / "intrinsic" / "intrinsic_color.txt"
     K_color = _read_matrix(kc_path)[:3, :3] if kc_path.is_file() else None
     note = "colour intrinsics from intrinsic_color.txt"
@@ -247,12 +254,10 @@ def _exported_frames(root: Path) -> Frames:
         note = "colour treated as registered with depth (intrinsic_color missing or for another size)"
 
     def color(k: int) -> np.ndarray:
-        with Image.open(colors[ids[k]]) as im:
-            return np.asarray(im.convert("RGB"))
+        return read_image(colors[ids[k]], "RGB", "export the frame again with SensReader")
 
     def depth(k: int) -> np.ndarray:
-        with Image.open(depths[ids[k]]) as im:
-            d = np.asarray(im)
+        d = read_image(depths[ids[k]], None, "export the frame again with SensReader")
         if d.dtype not in (np.uint16, np.int32, np.uint32) or d.ndim != 2:
             raise HiclrError(f"{depths[ids[k]]}: depth PNG is {d.dtype}, expected 16-bit", "export depth with SensReader")
         return d.astype(np.uint16)
@@ -287,7 +292,8 @@ def select_frames(frames: Frames, stride: int) -> tuple[list[int], int]:
 
 
 def read_scan_mesh(scan_dir: Path, scan_id: str) -> dict[str, np.ndarray]:
-    """coord (N,3) f32, color (N,3) u8, faces (F,3) i32 and, if a label file exists, label (N,) i16."""
+    """coord (N,3) f64 (the file's frame, exact for georeferenced meshes), color (N,3) u8, faces (F,3)
+    i32 and, if a label file exists, label (N,) i16."""
     from hiclr.datasets.plyio import read_ply
 
     mesh_path = scan_dir / f"{scan_id}_vh_clean_2.ply"
@@ -299,8 +305,10 @@ def read_scan_mesh(scan_dir: Path, scan_id: str) -> dict[str, np.ndarray]:
     for need in ("x", "y", "z", "red", "green", "blue"):
         if need not in names:
             raise HiclrError(f"{mesh_path}: vertex property {need!r} missing", "is this a ScanNet _vh_clean_2.ply?")
+    if len(v) == 0:
+        raise HiclrError(f"{mesh_path}: the mesh has no vertices", "re-download the scan (or leave it out of the split list)")
     out = {
-        "coord": np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32),
+        "coord": np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64),
         "color": np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8),
         "faces": ply["face"].astype(np.int32),
     }
@@ -347,14 +355,15 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
     store = Store.open(out)
     scene = store.scene(scan_id)
     fp = _fingerprint(cfg)
-    if not overwrite and scene.exists() and scene.meta.get("prepared") == fp:
+    if not overwrite and scene.exists() and scene.is_prepared(fp):
         return {"status": "skipped"}
     if scene.path.exists():
         shutil.rmtree(scene.path)  # stale or partial: outputs of later steps depend on it too
     scene = store.scene(scan_id)
     scan_dir = Path(raw) / scan_id
     mesh = read_scan_mesh(scan_dir, scan_id)
-    normal, isolated = vertex_normals(mesh["coord"], mesh["faces"])
+    origin = local_origin(mesh["coord"])  # the store keeps points and poses relative to it
+    normal, isolated = vertex_normals(mesh["coord"] - origin, mesh["faces"])
     scene.write("coord", mesh["coord"], STEP, fp)
     scene.write("color", mesh["color"], STEP, fp)
     scene.write("normal", normal, STEP, fp)
@@ -373,7 +382,7 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
         size = (cfg.image_width, cfg.image_height)
         K, colors, depths = _views(frames, kept, size)
         Ks = np.repeat(K[None], len(kept), axis=0)
-        poses = np.stack([frames.poses[k] for k in kept]).astype(np.float32) if kept else np.zeros((0, 4, 4), np.float32)
+        poses = np.stack([frames.poses[k] for k in kept]).astype(np.float64) if kept else np.zeros((0, 4, 4))
         scene.write_views(Ks, poses, colors, depths, STEP, fp)
         result.update(views=len(kept), dropped_invalid_pose=dropped)
         meta.update(frames=frames.kind, frame_ids=[frames.ids[k] for k in kept], frame_stride=cfg.frame_stride,
@@ -432,9 +441,28 @@ def prepare_scannet(raw: Path, out: Path, cfg: ScanNetConfig, workers: int = 1, 
         raise HiclrError(f"a scene list is given for split {stray[0]!r}, which is not prepared",
                          f"add it: --splits {','.join([*cfg.splits, *stray])}")
     found, _ = scan_ids_for_splits(raw, list(cfg.splits), split_files)
+    unlisted = unlisted_scans(raw, found)
+    if unlisted and not any(found.values()):
+        raise HiclrError(f"{raw}: no scan is in the {','.join(cfg.splits)} lists; not listed: {_names(unlisted)}",
+                         f"list your scans in a file and pass --split-file {cfg.splits[0]}=FILE")
     store = _open_or_create(out)
     for split, ids in found.items():
         store.set_split(split, ids)
     ids = select_shard(sorted({s for v in found.values() for s in v}), shard)
     work = partial(prepare_scan, raw, out, cfg=cfg, overwrite=overwrite, frames_root=frames_root)
-    return run_scenes(work, ids, workers=workers, desc="scannet", progress=progress)
+    summary = run_scenes(work, ids, workers=workers, desc="scannet", progress=progress)
+    if unlisted:
+        summary.notes.append(f"{len(unlisted)} scans in {raw} are in no {','.join(cfg.splits)} list and were not "
+                             f"prepared: {_names(unlisted)} (add them with --split-file SPLIT=FILE)")
+    return summary
+
+
+def _names(ids: list[str], k: int = 5) -> str:
+    return ", ".join(ids[:k]) + (" …" if len(ids) > k else "")
+
+
+def unlisted_scans(raw: Path, found: dict[str, list[str]]) -> list[str]:
+    """Scan folders of ``raw`` (those holding ``<scan>_vh_clean_2.ply``) that no requested split lists."""
+    listed = {s for ids in found.values() for s in ids}
+    return sorted(p.name for p in Path(raw).iterdir()
+                  if p.is_dir() and p.name not in listed and (p / f"{p.name}_vh_clean_2.ply").is_file())

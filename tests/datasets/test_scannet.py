@@ -25,6 +25,7 @@ from hiclr.datasets.scannet import (
     select_frames,
     vertex_normals,
 )
+from hiclr.errors import HiclrError
 from hiclr.store import Store
 
 K_C = np.array([[292.0, 0, 161.6], [0, 291.0, 145.0], [0, 0, 1]])  # colour camera, 324x242
@@ -175,7 +176,8 @@ def test_prepare_store_contents(raw, tmp_path):
     assert list(summary.failed) == ["scene0001_00"] and "truncated" in summary.failed["scene0001_00"]
     store = Store.open(out)
     assert store.splits["train"] == ["scene0000_00", "scene0001_00"] and store.splits["val"] == ["scene0011_00"]
-    assert store.scene_ids("train") == ["scene0000_00"]
+    with pytest.raises(HiclrError, match="scene0001_00"):  # listed, failed to prepare: named, never skipped
+        store.scene_ids("train")
 
     xyz, faces = mesh()
     a = store.scene("scene0000_00")
