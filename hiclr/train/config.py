@@ -50,6 +50,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 120
     batch_size: int = 8  # scenes per step (per process under DDP)
+    workers: int = 4  # DataLoader worker processes loading scenes ahead of the step (0 = in the training process)
     lr: float = 0.2  # SGD, 3D network
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -80,6 +81,8 @@ class TrainConfig:
             raise HiclrError(f"train.input: {self.input!r}", "use color or color_normal")
         if self.samples < 1 or self.batch_size < 1 or self.epochs < 1:
             raise HiclrError("train.samples, train.batch_size and train.epochs must be ≥ 1", "fix the recipe")
+        if self.workers < 0:
+            raise HiclrError(f"train.workers={self.workers}", "give the number of loader processes, ≥ 0 (0 = load in the training process)")
         if self.temperature <= 0:
             raise HiclrError("train.temperature must be > 0", "0.07 (CLIP's initial temperature)")
         if self.logits not in LOGITS:

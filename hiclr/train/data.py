@@ -8,7 +8,8 @@ boundary sees exactly the batches an uninterrupted run sees.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,11 @@ class SceneItem:
     pair_label: torch.Tensor  # (P,) long
     sample: torch.Tensor  # (M_s,) long indices of the sampled points (empty when no transformer stage)
     sample_label: torch.Tensor  # (M_s,) long majority label of each sampled point
+
+    def pin_memory(self) -> SceneItem:
+        """The same item in page-locked memory (the DataLoader calls this when ``pin_memory=True``),
+        so that copies to the GPU can overlap the step."""
+        return SceneItem(self.scene_id, *(getattr(self, f.name).pin_memory() for f in fields(self)[1:]))
 
 
 class TrainScenes(torch.utils.data.Dataset):
@@ -121,3 +127,16 @@ class EpochBatches(torch.utils.data.Sampler):
 
 def collate(items: list[SceneItem]) -> list[SceneItem]:
     return items
+
+
+def scene_loader(dataset: TrainScenes, sampler: EpochBatches, cfg: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches of ``cfg.batch_size`` scenes in the sampler's order.
+
+    With ``cfg.workers`` > 0, scenes are read and augmented in that many worker processes (kept for
+    the whole run, two batches each prefetched), so the step never waits on NumPy; on CUDA the
+    tensors come in pinned memory. At most one worker per CPU beyond the training process's own. Items are keyed by ``(epoch, scene)`` and their randomness is
+    seeded by it, and the loader keeps the sampler's order, so workers change nothing computed."""
+    workers = min(cfg.workers, max(1, len(os.sched_getaffinity(0)) - 1))  # leave a core to the training process
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)

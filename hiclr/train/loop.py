@@ -38,7 +38,7 @@ from hiclr.store import Store, atomic_write_bytes, atomic_write_text
 from hiclr.train.anchors import class_anchors
 from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
 from hiclr.train.config import TrainConfig
-from hiclr.train.data import EpochBatches, TrainScenes, collate
+from hiclr.train.data import EpochBatches, TrainScenes, scene_loader
 from hiclr.train.model import HiclModel, build_network, mean_of_terms, network_supports_amp
 from hiclr.train.schedule import active_terms, cosine_lr, switch_steps
 
@@ -236,7 +236,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
 
     dataset = TrainScenes(store, ids, cfg)
     sampler = EpochBatches(len(ids), cfg.seed, rank, world)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)
+    loader = scene_loader(dataset, sampler, cfg, device)
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     switches = switch_steps(cfg, steps_per_epoch, total_steps)
