@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +75,21 @@ def predict_store(store: Any, model_file: Path | str, split: str = "val", batch:
 
 @dataclass
 class PointCloud:
-    coord: np.ndarray  # (N, 3) float32
+    coord: np.ndarray  # (N, 3) float32, relative to ``origin``
     color: np.ndarray | None  # (N, 3) uint8
     normal: np.ndarray | None  # (N, 3) float32
     faces: np.ndarray | None  # (F, 3) int32
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) float64: file frame = coord + origin
+    double: bool = False  # the file stores x y z as double: written back as double
 
 
 def read_ply(path: Path | str) -> PointCloud:
     """A point cloud or triangle mesh from any PLY file (``hiclr.datasets.plyio``, NumPy only):
-    x y z, and when present red green blue, nx ny nz and the faces."""
+    x y z, and when present red green blue, nx ny nz and the faces.
+
+    A georeferenced file (UTM coordinates) is shifted to a local origin (``hiclr.store.local_origin``)
+    in float64 before its float32 cast, as ``prepare`` does, so no precision is lost."""
+    from hiclr.store import local_origin
     from hiclr.datasets.plyio import read_ply as read
 
     path = Path(path)
@@ -94,16 +100,18 @@ def read_ply(path: Path | str) -> PointCloud:
     names = set(v.dtype.names or ())
     if not {"x", "y", "z"} <= names or len(v) == 0:
         raise HiclrError(f"{path}: no x/y/z vertices", "is it a PLY point cloud or mesh?")
-    coord = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
+    world = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float64)
+    if not np.isfinite(world).all():
+        raise HiclrError(f"{path}: non-finite vertex coordinates", "clean the point cloud first")
+    origin = local_origin(world)
+    coord = (world - origin).astype(np.float32)
     color = None
     if {"red", "green", "blue"} <= names:
         rgb = np.stack([v["red"], v["green"], v["blue"]], 1)
         color = (rgb * 255 if rgb.dtype.kind == "f" else rgb).clip(0, 255).astype(np.uint8)
     normal = np.stack([v["nx"], v["ny"], v["nz"]], 1).astype(np.float32) if {"nx", "ny", "nz"} <= names else None
-    if not np.isfinite(coord).all():
-        raise HiclrError(f"{path}: non-finite vertex coordinates", "clean the point cloud first")
     faces = ply["face"] if len(ply["face"]) else None
-    return PointCloud(coord, color, normal, faces)
+    return PointCloud(coord, color, normal, faces, origin, v.dtype["x"] == np.float64)
 
 
 def compute_normals(cloud: PointCloud) -> np.ndarray:
@@ -117,18 +125,25 @@ def compute_normals(cloud: PointCloud) -> np.ndarray:
 
 
 def write_labelled_ply(path: Path, coord: np.ndarray, labels: np.ndarray, colors: np.ndarray,
-                       faces: np.ndarray | None = None) -> None:
-    """Binary little-endian PLY: x y z (float), red green blue (uchar), label (int) per vertex, and the
-    faces when given. MeshLab and CloudCompare show the colours and ``label`` as a scalar field."""
+                       faces: np.ndarray | None = None, origin: np.ndarray | None = None, double: bool = False) -> None:
+    """Binary little-endian PLY: x y z, red green blue (uchar), label (int) per vertex, and the faces
+    when given. MeshLab and CloudCompare show the colours and ``label`` as a scalar field.
+
+    x y z are ``coord + origin`` (the input's frame), as double when ``double`` or the origin is not
+    zero (float32 cannot hold georeferenced positions), else as float."""
     from hiclr.datasets.plyio import write_ply
 
-    vertices = {"x": coord[:, 0].astype(np.float32), "y": coord[:, 1].astype(np.float32), "z": coord[:, 2].astype(np.float32),
+    shift = np.zeros(3) if origin is None else np.asarray(origin, np.float64)
+    dtype = np.float64 if double or shift.any() else np.float32
+    xyz = (coord.astype(np.float64) + shift).astype(dtype)
+    vertices = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
                 "red": colors[:, 0].astype(np.uint8), "green": colors[:, 1].astype(np.uint8),
                 "blue": colors[:, 2].astype(np.uint8), "label": labels.astype(np.int32)}
     write_ply(path, vertices, faces)
 
 
-def prompt_embeddings(model: ModelFile, names: list[str], device: str = "cpu", clip_weights: str | None = None) -> torch.Tensor:
+def prompt_embeddings(model: ModelFile, names: list[str], device: str = "cpu", clip_weights: str | None = None,
+                      progress: bool = False) -> torch.Tensor:
     """Embed new class names with the model's own CLIP text tower and the 85 templates: (C', d).
 
     ``clip_weights`` (an open_clip tag or a checkpoint path) overrides the model file's, which is
@@ -142,9 +157,10 @@ def prompt_embeddings(model: ModelFile, names: list[str], device: str = "cpu", c
         raise HiclrError(f"the model's CLIP weights were a local file ({wid}) whose path is not recorded",
                          "pass --clip-weights PATH (the checkpoint used by hiclr pseudolabel)")
     from hiclr.vlm.maskclip import MaskCLIP
+    from hiclr.vlm.text import embed_class_names
 
     clip = MaskCLIP.load(model.clip_model, weights, device=device)
-    emb = clip.text_embeddings(names).float()
+    emb = embed_class_names(clip, names, progress=progress).float()
     if emb.shape[1] != model.text.shape[1]:
         raise HiclrError(f"CLIP {model.clip_model} gives {emb.shape[1]}-d text embeddings, the model {model.text.shape[1]}-d",
                          "use the CLIP model the network was trained with")
@@ -152,14 +168,10 @@ def prompt_embeddings(model: ModelFile, names: list[str], device: str = "cpu", c
 
 
 def read_prompts(path: Path | str) -> list[str]:
-    """Class names, one per line (blank lines and # comments skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HiclrError(f"{path}: no such prompts file", "write one class name per line")
-    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    if not names:
-        raise HiclrError(f"{path}: no class names", "write one class name per line")
-    return names
+    """Class names, one per line (UTF-8; blank lines and # comments skipped; no duplicates)."""
+    from hiclr.vlm.prompts import read_class_names
+
+    return read_class_names(path)
 
 
 @dataclass
@@ -169,12 +181,17 @@ class PredictResult:
     classes: list[str]
     counts: dict[str, int]  # points per class
     files: dict[str, Path]
+    warnings: list[str] = field(default_factory=list)  # the output was written, but read these
 
 
 def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, prompts: Path | str | None = None,
-                device: str = "auto", clip_weights: str | None = None) -> PredictResult:
+                device: str = "auto", clip_weights: str | None = None, progress: bool = False) -> PredictResult:
     """Label every vertex of ``ply``; write ``<stem>_labels.ply``, ``labels.npy``, ``legend.json``/``.txt``
-    and ``<stem>_labels.png`` into ``out_dir``."""
+    and ``<stem>_labels.png`` into ``out_dir``.
+
+    Every model takes the points' colour (``input`` color, color_normal: + unit normals, computed
+    when the file has none). A file without colour is labelled from mid-grey input, with a warning
+    in the result: such labels are much less reliable."""
     from hiclr.store import atomic_save_npy, atomic_write_text
     from hiclr.viz import palette, render_labels
 
@@ -185,7 +202,12 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     dev = pick_device(device)
     if prompts is not None:
         classes = read_prompts(prompts)
-        text = prompt_embeddings(model, classes, str(dev), clip_weights)
+        text = prompt_embeddings(model, classes, str(dev), clip_weights, progress=progress)
+    warnings = []
+    if cloud.color is None:
+        warnings.append(f"{ply}: no red/green/blue vertex colours, but the model's input is '{model.input}': "
+                        "every point was given mid-grey, so the labels rest on geometry alone and are unreliable "
+                        "(give a coloured PLY)")
     normal = cloud.normal
     if model.input == "color_normal" and normal is None:
         normal = compute_normals(cloud)
@@ -199,7 +221,7 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     colors = palette(len(classes))[labels]
     files = {"ply": out / f"{stem}_labels.ply", "labels": out / "labels.npy", "legend": out / "legend.json",
              "legend_txt": out / "legend.txt", "png": out / f"{stem}_labels.png"}
-    write_labelled_ply(files["ply"], cloud.coord, labels, colors, cloud.faces)
+    write_labelled_ply(files["ply"], cloud.coord, labels, colors, cloud.faces, cloud.origin, cloud.double)
     atomic_save_npy(files["labels"], labels.astype(np.int32))
     counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
     pal = palette(len(classes))
@@ -208,4 +230,4 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     atomic_write_text(files["legend_txt"], "".join(f"{e['label']}\t{e['name']}\t#{bytes(e['color']).hex()}\t{e['points']}\n"
                                                    for e in legend))
     render_labels(cloud.coord, labels, classes, files["png"])
-    return PredictResult(out, len(labels), classes, counts, files)
+    return PredictResult(out, len(labels), classes, counts, files, warnings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 # CLIP's 80 ImageNet templates, in CLIP's order.
 IMAGENET_TEMPLATES: tuple[str, ...] = (
@@ -115,3 +116,42 @@ def templates_hash(templates: tuple[str, ...] = TEMPLATES) -> str:
     """A short, stable hash of a template list (order matters), for caches."""
     blob = json.dumps(list(templates), ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def normalise_name(name: str) -> str:
+    """The form two class names are compared in: lower case, inner whitespace collapsed."""
+    return " ".join(name.split()).lower()
+
+
+def read_class_names(path: Path | str) -> list[str]:
+    """Class names of a prompts file: one per line, blank lines and ``#`` comments skipped.
+
+    The file must be UTF-8 and name each class once (compared by :func:`normalise_name`): a
+    duplicate would give two rows of one class, whose points then count under either name."""
+    from hiclr.errors import HiclrError
+
+    path = Path(path)
+    if not path.is_file():
+        raise HiclrError(f"{path}: no such prompts file", "write one class name per line")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise HiclrError(f"{path}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x})",
+                         "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    names: list[str] = []
+    first: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        name = raw.strip()
+        if not name or name.startswith("#"):
+            continue
+        key = normalise_name(name)
+        if key in first:
+            raise HiclrError(f"{path}: line {number} repeats the class of line {first[key]} ({name!r})",
+                             "name each class once (case and spaces do not make a new class)")
+        first[key] = number
+        names.append(name)
+    if not names:
+        raise HiclrError(f"{path}: no class names", "write one class name per line")
+    return names

@@ -16,9 +16,8 @@ unit-norm rows); otherwise it is recomputed and replaced. Both files are written
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,16 +41,32 @@ class TextEncoder(Protocol):
 
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through ``write(file_object)`` into a temp file beside ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write through ``write(file_object)`` into memory, then atomically to ``path`` (the store's
+    helper: umask respected, stale temporaries cleaned, disk errors name the file)."""
+    from hiclr.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def embed_class_names(clip: TextEncoder, class_names: Sequence[str], batch: int = 32,
+                      progress: bool = False) -> torch.Tensor:
+    """``clip.text_embeddings`` over ``class_names`` in batches of ``batch`` classes, with a progress
+    bar when ``progress``: (C, D) float32 on the CPU. A row depends only on its class name, so the
+    result equals one call over all names; a thousand classes show their progress and rate."""
+    from tqdm import tqdm
+
+    names = list(class_names)
+    step = max(int(batch), 1)
+    rows: list[torch.Tensor] = []
+    with tqdm(total=len(names), desc="text embeddings", unit="class", disable=not progress or not names,
+              leave=False) as bar:
+        for i in range(0, len(names), step):
+            chunk = names[i: i + step]
+            rows.append(clip.text_embeddings(chunk).detach().to("cpu", torch.float32))
+            bar.update(len(chunk))
+    return torch.cat(rows) if rows else torch.zeros(0, 0)
 
 
 def cache_meta(clip: TextEncoder, class_names: Sequence[str]) -> dict[str, Any]:
@@ -90,7 +105,8 @@ def _read_entry(npy: Path, jsn: Path, meta: dict[str, Any]) -> torch.Tensor | No
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def cached_text_embeddings(cache_dir: Path, clip: TextEncoder, class_names: Sequence[str]) -> torch.Tensor:
+def cached_text_embeddings(cache_dir: Path, clip: TextEncoder, class_names: Sequence[str],
+                           progress: bool = False) -> torch.Tensor:
     """Class text embeddings (C, D) float32 on the CPU, unit-norm rows, read from or added to the cache.
 
     ``clip`` is a ``MaskCLIP`` (or anything with ``model_name``, ``weights_id``, ``templates`` and
@@ -103,7 +119,7 @@ def cached_text_embeddings(cache_dir: Path, clip: TextEncoder, class_names: Sequ
     hit = _read_entry(npy, jsn, meta)
     if hit is not None:
         return hit
-    emb = clip.text_embeddings(list(class_names)).detach().to("cpu", torch.float32).contiguous()
+    emb = embed_class_names(clip, class_names, progress=progress).contiguous()
     cache_dir.mkdir(parents=True, exist_ok=True)
     arr = emb.numpy()
     _atomic_write_bytes(npy, lambda f: np.save(f, arr, allow_pickle=False))
