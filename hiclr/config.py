@@ -85,13 +85,17 @@ class NuScenesConfig:
 
 @dataclass
 class PseudolabelConfig:
-    """`hiclr pseudolabel`: MaskCLIP (or the synthetic-only oracle) labels, point↔pixel pairs."""
+    """`hiclr pseudolabel`: dense CLIP labels (or imported label maps, or the synthetic-only oracle),
+    point↔pixel pairs."""
 
     RANGES: ClassVar[dict[str, Range]] = {"noise": (0.0, 1.0), "depth_relative": (0.0, 1.0), "batch_frames": (1, None)}
 
-    labeler: str = "maskclip"  # maskclip | oracle (synthetic data only)
+    labeler: str = "maskclip"  # maskclip (dense CLIP) | images (label maps, see labels_from) | oracle (synthetic only)
+    dense: str = "maskclip"  # CLIP's last block: maskclip (the paper's) | sclip | clearclip | naclip
+    pamr_steps: int = 0  # PAMR refinement steps on the view grid after upsampling (NACLIP uses 10); 0 = off
+    labels_from: str = ""  # images labeler: folder of per-view label maps <scene_id>/<view:06d>.png
     clip: str = "ViT-B-16"  # open_clip model name
-    clip_weights: str = "openai"  # open_clip pretrained tag or a local checkpoint path
+    clip_weights: str = "openai"  # open_clip pretrained tag, a local checkpoint path, or random (smoke tests only)
     depth_test: str = "absolute"  # absolute | relative
     depth_tolerance: float = 0.05  # metres, for the absolute test
     depth_relative: float = 0.25  # fraction of the measured depth, for the relative test

@@ -1,7 +1,9 @@
 """`hiclr pseudolabel`: label every view, pair every visible point with its pixel (paper §3.1, Eq. 1).
 
 For each scene and each of its views, a labeler gives a label and a score per pixel on the depth
-grid — MaskCLIP (:mod:`hiclr.vlm.maskclip`) or, on synthetic data only, the oracle
+grid — dense CLIP (:mod:`hiclr.vlm.maskclip`; last block ``dense`` = maskclip, sclip, clearclip or
+naclip, :mod:`hiclr.vlm.dense`, optionally PAMR-refined), label maps exported by any 2D model
+(``images``, :mod:`hiclr.vlm.labelmaps`) or, on synthetic data only, the oracle
 (:mod:`hiclr.vlm.oracle`) — and :func:`hiclr.geometry.pair_points_with_view` finds the points the
 view sees. Each visible point × view becomes one row (point, view, label, score) of the scene's
 ``pairs.npz``; pixels without a label (the oracle's -1) make no row.
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
     from hiclr.store import Pairs, Scene, Store
 
 STEP = "hiclr pseudolabel"
-LABELERS = ("maskclip", "oracle")
+LABELERS = ("maskclip", "images", "oracle")
+DENSE = ("maskclip", "sclip", "clearclip", "naclip")  # hiclr.vlm.dense.DENSE_MODES, without importing torch
 RANDOM_WEIGHTS = ("random", "none")  # --clip-weights values that mean random initialisation (tests, benchmarks)
 
 __all__ = ["LABELERS", "MaskCLIPLabeler", "coverage", "label_scene", "majority_vote", "pseudolabel_fingerprint", "resolve_device",
@@ -124,7 +127,7 @@ class MaskCLIPLabeler:
         from hiclr.vlm.maskclip import cached_text_embeddings
 
         clip = _clip(cfg.clip, cfg.clip_weights, str(device), cfg.key_smoothing, cfg.prompt_denoising,
-                     cfg.batch_frames)
+                     cfg.batch_frames, cfg.dense, cfg.pamr_steps)
         return cls(clip, cached_text_embeddings(Path(store.root) / "cache", clip, store.classes))
 
     def label_views(self, scene: Any, views: Sequence[int], out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,14 +139,17 @@ class MaskCLIPLabeler:
 
 
 @functools.lru_cache(maxsize=2)
-def _clip(model: str, weights: str, device: str, key_smoothing: bool, prompt_denoising: bool, batch: int) -> Any:
-    """One MaskCLIP per process and setting (fp16 on CUDA, fp32 on CPU)."""
+def _clip(model: str, weights: str, device: str, key_smoothing: bool, prompt_denoising: bool, batch: int,
+          dense: str = "maskclip", pamr_steps: int = 0) -> Any:
+    """One dense CLIP per process and setting (fp16 on CUDA, fp32 on CPU); ``random`` weights give a
+    seeded random initialisation (smoke tests: its labels mean nothing)."""
     from hiclr.vlm.maskclip import MaskCLIP
 
     w = None if weights.lower() in RANDOM_WEIGHTS else weights
     precision = "fp16" if device.startswith("cuda") else "fp32"
     return MaskCLIP.load(model_name=model, weights=w, device=device, precision=precision,
-                         key_smoothing=key_smoothing, prompt_denoising=prompt_denoising, batch_size=batch)
+                         key_smoothing=key_smoothing, prompt_denoising=prompt_denoising, batch_size=batch,
+                         dense=dense, pamr_steps=pamr_steps)
 
 
 _LABELERS: dict[tuple[str, str, str], Labeler] = {}  # (store, settings, device) → labeler
@@ -156,6 +162,10 @@ def _labeler(store: Any, cfg: PseudolabelConfig, device: Any) -> Labeler:
             from hiclr.vlm.oracle import OracleLabeler
 
             _LABELERS[key] = OracleLabeler(store, cfg.noise, cfg.seed, systematic=cfg.systematic)
+        elif cfg.labeler == "images":
+            from hiclr.vlm.labelmaps import ImageLabeler
+
+            _LABELERS[key] = ImageLabeler(cfg.labels_from, store.num_classes)
         else:
             _LABELERS[key] = MaskCLIPLabeler.from_config(store, cfg, device)
     return _LABELERS[key]
@@ -168,6 +178,10 @@ def _labeler(store: Any, cfg: PseudolabelConfig, device: Any) -> Labeler:
 def check_config(cfg: PseudolabelConfig) -> None:
     problems = [
         (cfg.labeler not in LABELERS, "labeler", f"one of {', '.join(LABELERS)}"),
+        (cfg.dense not in DENSE, "dense", f"one of {', '.join(DENSE)}"),
+        (cfg.pamr_steps < 0, "pamr_steps", "0 (off) or more steps"),
+        (cfg.labeler == "images" and not cfg.labels_from, "labels_from",
+         "the folder of label maps (--labels-from DIR) for --labeler images"),
         (cfg.depth_test not in ("absolute", "relative"), "depth_test", "absolute or relative"),
         (not cfg.depth_tolerance > 0, "depth_tolerance", "a positive number of metres"),
         (not cfg.depth_relative > 0, "depth_relative", "a positive fraction"),
@@ -183,15 +197,25 @@ def check_config(cfg: PseudolabelConfig) -> None:
 
 def pseudolabel_fingerprint(cfg: PseudolabelConfig, store: Store, scene: Scene | None = None) -> str:
     """What a scene's pairs depend on: the settings that matter for its labeler, the class list and
-    (with ``scene``) the fingerprints of the scene's points, views and, for the oracle, labels."""
+    (with ``scene``) the fingerprints of the scene's points, views and, for the oracle, labels, for
+    the images labeler the contents of its label maps."""
+    no_clip = {"clip": "", "clip_weights": "", "key_smoothing": False, "prompt_denoising": False, "dense": "",
+               "pamr_steps": 0}
+    no_oracle = {"noise": 0.0, "seed": 0, "systematic": 0.0}
     if cfg.labeler == "oracle":
-        cfg = dataclasses.replace(cfg, clip="", clip_weights="", key_smoothing=False, prompt_denoising=False)
+        cfg = dataclasses.replace(cfg, labels_from="", **no_clip)
+    elif cfg.labeler == "images":
+        cfg = dataclasses.replace(cfg, labels_from=str(Path(cfg.labels_from).resolve()), **no_clip, **no_oracle)
     else:
-        cfg = dataclasses.replace(cfg, noise=0.0, seed=0, systematic=0.0)
+        cfg = dataclasses.replace(cfg, labels_from="", **no_oracle)
     inputs: dict[str, Any] = {}
     if scene is not None:
         names = ("coord", "views") + (("label", "faces") if cfg.labeler == "oracle" else ())
         inputs = {n: scene.fingerprint(n) for n in names}
+        if cfg.labeler == "images":
+            from hiclr.vlm.labelmaps import label_files_digest
+
+            inputs["label_maps"] = label_files_digest(cfg.labels_from, scene.id, scene.num_views)
     return fingerprint(cfg, classes=list(store.classes), **inputs)
 
 
@@ -262,7 +286,10 @@ def _pseudolabel_scene(root: str, cfg: PseudolabelConfig, overwrite: bool, scene
     pairs = label_scene(scene, _labeler(store, cfg, device), cfg, device)
     scene.write_pairs("pairs", pairs, STEP, fp)
     seen = int(np.count_nonzero(np.bincount(pairs.point, minlength=scene.num_points)))
+    labeler = _labeler(store, cfg, device)
+    notes = labeler.pop_notes(scene_id) if hasattr(labeler, "pop_notes") else []
     return {
+        "notes": notes,
         "status": "done",
         "views": scene.num_views,
         "pairs": len(pairs),
@@ -270,6 +297,17 @@ def _pseudolabel_scene(root: str, cfg: PseudolabelConfig, overwrite: bool, scene
         "coverage": seen / max(scene.num_points, 1),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _view_counts(store: Any, ids: Sequence[str]) -> list[tuple[str, int]]:
+    """(scene id, views) of the scenes that open (a broken scene fails on its own in the loop)."""
+    out = []
+    for sid in ids:
+        try:
+            out.append((sid, store.scene(sid).num_views))
+        except HiclrError:
+            continue
+    return out
 
 
 def run_pseudolabel(
@@ -292,7 +330,8 @@ def run_pseudolabel(
         progress: show a progress bar.
     Returns:
         :class:`hiclr.runner.RunSummary`; each done scene's result has ``views``, ``pairs``,
-        ``points_seen``, ``coverage`` (share of the scene's points seen by some view) and ``seconds``.
+        ``points_seen``, ``coverage`` (share of the scene's points seen by some view), ``seconds``
+        and ``notes`` (what the labeler adapted, e.g. resized label maps).
     """
     from hiclr.runner import run_scenes
 
@@ -302,8 +341,14 @@ def run_pseudolabel(
 
         check_synthetic(store)  # refuse real data up front, not scene by scene
     ids = list(store.scene_ids() if scene_ids is None else scene_ids)
+    if cfg.labeler == "images":  # a missing label map fails once, naming the file, before any work
+        from hiclr.vlm.labelmaps import check_label_dir
+
+        check_label_dir(cfg.labels_from, store.classes, _view_counts(store, ids))
     if workers <= 1 and any(_needs_work(store, cfg, sid, overwrite) for sid in ids):
         # build the labeler here so that missing CLIP weights fail once, clearly, not once per scene
         _labeler(store, cfg, resolve_device(cfg.device))
     work = functools.partial(_pseudolabel_scene, str(Path(store.root)), cfg, overwrite)
-    return run_scenes(work, ids, workers=workers, desc="pseudolabel", progress=progress)
+    summary = run_scenes(work, ids, workers=workers, desc="pseudolabel", progress=progress)
+    summary.notes.extend(n for sid in summary.done for n in summary.results[sid].get("notes", []))
+    return summary

@@ -183,3 +183,135 @@ def test_bad_settings(store) -> None:
     for bad in ({"labeler": "sam"}, {"depth_test": "nearest"}, {"noise": 2.0}, {"batch_frames": 0}):
         with pytest.raises(HiclrError):
             run_pseudolabel(store, PseudolabelConfig(**bad), progress=False)
+
+
+# ----------------------------------------------------------------------------- dense CLIP modes
+@pytest.mark.parametrize("mode,pamr", [("sclip", 0), ("clearclip", 0), ("naclip", 2)])
+def test_cli_dense_modes_with_random_weights_end_to_end(store, tmp_path: Path, mode: str, pamr: int) -> None:
+    """`hiclr pseudolabel STORE --dense MODE --clip-weights random` runs, says the weights are random,
+    and its pairs carry the labels that the same mode gives the pixels."""
+    from click.testing import CliRunner
+
+    import hiclr.pseudolabel as pl
+    from hiclr_cli.main import cli
+
+    _register_tiny_model(tmp_path)
+    small = _three_class_copy(store, tmp_path / "small")
+    args = ["pseudolabel", str(small.root), "--dense", mode, "--clip", TINY_MODEL, "--clip-weights", "random",
+            "--device", "cpu", "--pamr-steps", str(pamr)]
+    res = CliRunner().invoke(cli, args, obj={})
+    assert res.exit_code == 0, res.output
+    assert "1 done" in res.output and f"({mode}" in res.output and "RANDOM weights" in res.output
+    cfg = PseudolabelConfig(labeler="maskclip", dense=mode, pamr_steps=pamr, clip=TINY_MODEL, clip_weights="random",
+                            device="cpu")
+    labeler = pl._LABELERS[(str(Path(small.root).resolve()), pl.pseudolabel_fingerprint(cfg, small), "cpu")]
+    assert labeler.clip.dense == mode and labeler.clip.pamr_steps == pamr
+    scene = small.scene(small.scene_ids()[0])
+    labels, _ = labeler.clip.label_images(scene.read_color(1)[None], labeler.text, out_size=(72, 96))
+    p = scene.read_pairs("pairs")
+    from hiclr.geometry import pair_points_with_view_np
+
+    idx, pu, pv = pair_points_with_view_np(scene.read("coord"), scene.intrinsics()[1], scene.cam_to_world()[1],
+                                           scene.read_depth(1))
+    assert np.array_equal(p.point[p.view == 1], idx)
+    assert np.array_equal(p.label[p.view == 1], labels[0].numpy()[pv, pu])
+    # another mode is another fingerprint: redone, not skipped
+    other = "maskclip" if mode != "maskclip" else "sclip"
+    assert run_pseudolabel(small, PseudolabelConfig(labeler="maskclip", dense=other, clip=TINY_MODEL,
+                                                    clip_weights="random", device="cpu"), progress=False).done
+
+
+# ----------------------------------------------------------------------------- imported label maps
+def _write_gt_label_maps(store, root: Path, scene_ids=None, bits: int = 8, scale: int = 1) -> None:
+    """Ground-truth label maps rendered from each scene's mesh on its depth grid, as PNGs."""
+    from PIL import Image
+
+    from hiclr.render import MeshRenderer
+
+    for sid in scene_ids or store.scene_ids():
+        scene = store.scene(sid)
+        renderer = MeshRenderer(scene.read("coord"), scene.read("faces"))
+        H, W = scene.read_depth(0).shape
+        (root / sid).mkdir(parents=True, exist_ok=True)
+        for v in range(scene.num_views):
+            gt = renderer.labels(scene.read("label"), scene.intrinsics()[v], scene.cam_to_world()[v], W, H)
+            gt = gt.repeat(scale, 0).repeat(scale, 1)
+            ignore = 255 if bits == 8 else 65535
+            arr = np.where(gt < 0, ignore, gt).astype(np.uint8 if bits == 8 else np.uint16)
+            Image.fromarray(arr).save(root / sid / f"{v:06d}.png")
+
+
+def test_images_labeler_equals_the_oracle_at_noise_0(store, tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    _write_gt_label_maps(store, maps, bits=16)
+    (maps / "classes.txt").write_text("\n".join(store.classes) + "\n")
+    oracle = PseudolabelConfig(labeler="oracle", noise=0.0, device="cpu")
+    assert run_pseudolabel(store, oracle, overwrite=True, progress=False).done == store.scene_ids()
+    want = {sid: store.scene(sid).read_pairs("pairs") for sid in store.scene_ids()}
+    cfg = PseudolabelConfig(labeler="images", labels_from=str(maps), device="cpu")
+    summary = run_pseudolabel(store, cfg, overwrite=True, progress=False)
+    assert summary.done == store.scene_ids() and not summary.notes
+    for sid in store.scene_ids():
+        got = store.scene(sid).read_pairs("pairs")
+        assert len(got) > 1000
+        assert np.array_equal(got.point, want[sid].point) and np.array_equal(got.view, want[sid].view)
+        assert np.array_equal(got.label, want[sid].label) and np.all(got.score == 1.0)
+    assert run_pseudolabel(store, cfg, progress=False).skipped == store.scene_ids()
+    # a re-exported map is new input: that scene is redone
+    sid = store.scene_ids()[0]
+    from PIL import Image
+
+    path = maps / sid / "000001.png"
+    arr = np.asarray(Image.open(path)).copy()
+    arr[:10] = 0
+    Image.fromarray(arr).save(path)
+    assert run_pseudolabel(store, cfg, progress=False).done == [sid]
+
+
+def test_images_labeler_confidence_resize_and_refusals(store, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from hiclr_cli.main import cli
+
+    sid = store.scene_ids()[0]
+    maps = tmp_path / "maps"
+    _write_gt_label_maps(store, maps, [sid], bits=8, scale=2)  # 192×144 maps for a 96×72 grid
+    conf = np.full((144, 192), 51, np.uint8)  # 51 / 255 = 0.2
+    Image.fromarray(conf).save(maps / sid / "000000_conf.png")
+    cfg = PseudolabelConfig(labeler="images", labels_from=str(maps), device="cpu")
+    summary = run_pseudolabel(store, cfg, [sid], overwrite=True, progress=False)
+    assert summary.done == [sid]
+    assert any("192×144 resized nearest-neighbour to the 96×72" in n for n in summary.notes)
+    p = store.scene(sid).read_pairs("pairs")
+    np.testing.assert_allclose(p.score[p.view == 0], 0.2, rtol=1e-3)
+    assert np.all(p.score[p.view != 0] == 1.0)
+
+    runner = CliRunner()
+    # a view without its label file: refused before any work, naming the file
+    (maps / sid / "000002.png").unlink()
+    res = runner.invoke(cli, ["pseudolabel", str(store.root), "--labeler", "images", "--labels-from", str(maps),
+                              "--device", "cpu", "--overwrite"], obj={})
+    assert res.exit_code == 1
+    assert str(maps / sid / "000002.png") in res.output and "missing" in res.output
+    other = store.scene_ids()[1]
+    assert str(maps / other / "000000.png") not in res.output and "more" in res.output  # one line, counted
+    # a class index the store does not have, a map of another aspect ratio, other class names
+    Image.fromarray(np.full((72, 96), len(store.classes), np.uint8)).save(maps / sid / "000002.png")
+    with pytest.raises(HiclrError, match="000002.png: class index"):
+        _label_one(store, cfg, sid)
+    Image.fromarray(np.zeros((72, 72), np.uint8)).save(maps / sid / "000002.png")
+    with pytest.raises(HiclrError, match="000002.png: label map 72×72 does not fit"):
+        _label_one(store, cfg, sid)
+    (maps / "classes.txt").write_text("wall\nfloor\n")
+    with pytest.raises(HiclrError, match="classes.txt"):
+        run_pseudolabel(store, cfg, [sid], overwrite=True, progress=False)
+    with pytest.raises(HiclrError, match="labels_from"):
+        run_pseudolabel(store, PseudolabelConfig(labeler="images"), progress=False)
+
+
+def _label_one(store, cfg: PseudolabelConfig, sid: str) -> None:
+    from hiclr.pseudolabel import label_scene
+    from hiclr.vlm.labelmaps import ImageLabeler
+
+    label_scene(store.scene(sid), ImageLabeler(cfg.labels_from, len(store.classes)), cfg)
