@@ -79,7 +79,17 @@ def export_model(run: Path, out: Path, checkpoint: str = "last") -> tuple[Path, 
                       extra={"run": str(run.resolve()), "checkpoint": checkpoint, "epoch": int(state["epoch"]),
                              "stages": cfg.stages, "clip_weights_id": anchors.get("clip_weights_id"),
                              "data": info.get("data")})
-    return save_model(out, model), path, int(state["epoch"])
+    where = f"{path} with {run / 'config.yaml'}"
+    hint = ("the run's config.yaml (arch, input, voxel size) does not describe this checkpoint: restore the settings "
+            "it was trained with, or retrain" if not _diverged(state["net"]) else
+            "the run diverged: retrain with a lower train.lr (or check the pseudo-labels)")
+    return save_model(out, model, source=where, hint=hint), path, int(state["epoch"])
+
+
+def _diverged(weights: dict[str, Any]) -> bool:
+    import torch
+
+    return any(v.is_floating_point() and not torch.isfinite(v).all() for v in weights.values())
 
 
 def distill(run: Path | str, epochs: int = 0, export: Path | str | None = None, checkpoint: str = "last",

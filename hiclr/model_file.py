@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from hiclr.errors import HiclrError
+from hiclr.errors import HiclrError, one_line
 from hiclr.store import atomic_write_bytes
 
 FORMAT = "hiclr-model-1"
@@ -40,23 +40,91 @@ class ModelFile:
     clip_weights: str | None = None  # open_clip pretrained tag or path
     anchors: str = "clip"  # clip | random
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: run, epoch, config
+    source: str = ""  # the file it was read from (for error messages; not saved)
 
     def network(self, device: str | torch.device = "cpu", backend: str | None = None) -> torch.nn.Module:
         """The 3D network with its weights, in eval mode."""
-        from hiclr.nn import PointNetwork
-
         cfg = dict(self.arch)
         if backend is not None:
             cfg["backend"] = backend
-        net = PointNetwork.from_config(cfg)
-        net.load_state_dict(self.weights)
+        net = build_network(cfg)
+        try:
+            net.load_state_dict(self.weights)
+        except RuntimeError as exc:  # load_model checked it; a ModelFile built in code may not be
+            raise HiclrError(f"{self.source or 'model'}: weights do not fit arch {self.arch.get('arch')} "
+                             f"({one_line(str(exc), 200)})", "export the model again with hiclr distill") from exc
         return net.to(device).eval()
 
 
-def save_model(path: Path | str, model: ModelFile) -> Path:
-    """Atomically write ``model`` to ``path``."""
-    if model.text.shape[0] != len(model.classes):
-        raise HiclrError(f"model has {len(model.classes)} classes but {model.text.shape[0]} text embeddings", "export again")
+def build_network(arch: dict[str, Any]) -> torch.nn.Module:
+    """The network a model file's ``arch`` describes (``hiclr.nn.PointNetwork``), untrained."""
+    from hiclr.nn import PointNetwork
+
+    return PointNetwork.from_config(arch)
+
+
+def torch_load_reason(exc: Exception) -> str:
+    """torch.load's failure in one short phrase (its weights-only refusal is a page of advice)."""
+    import re
+
+    text = str(exc)
+    m = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
+    if m:
+        return f"refused to unpickle code or objects, not only tensors: {m.group(1).strip()}"
+    return one_line(f"{type(exc).__name__}: {text}", 200)
+
+
+def _problems(model: ModelFile) -> list[str]:
+    """What makes ``model`` unusable: class/anchor/arch disagreement, non-finite tensors, a state
+    dict that does not load strictly into the network its arch describes."""
+    out: list[str] = []
+    text = model.text
+    if text.ndim != 2 or text.shape[0] != len(model.classes):
+        out.append(f"{len(model.classes)} class names but text anchors of shape {tuple(text.shape)}")
+    if text.ndim == 2 and int(model.arch.get("out_channels", -1)) != text.shape[1]:
+        out.append(f"arch out_channels {model.arch.get('out_channels')} but {text.shape[1]}-d text anchors")
+    want_in = {"color": 3, "color_normal": 6}.get(model.input)
+    if want_in is None:
+        out.append(f"unknown input {model.input!r}")
+    elif int(model.arch.get("in_channels", -1)) != want_in:
+        out.append(f"input '{model.input}' needs {want_in} input channels, arch has {model.arch.get('in_channels')}")
+    bad = [k for k, v in model.weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad or not torch.isfinite(text).all():
+        out.append(f"non-finite values (NaN/inf) in {len(bad)} weight tensors (e.g. {bad[0]})" if bad
+                   else "non-finite values in the text anchors")
+    if out:
+        return out
+    try:
+        net = build_network(dict(model.arch))
+    except (HiclrError, TypeError, ValueError, KeyError) as exc:
+        return [f"arch {model.arch} does not build ({one_line(str(exc), 150)})"]
+    want = net.state_dict()
+    missing = [k for k in want if k not in model.weights]
+    unexpected = [k for k in model.weights if k not in want]
+    shaped = [k for k in want if k in model.weights and tuple(want[k].shape) != tuple(model.weights[k].shape)]
+    if missing:
+        out.append(f"{len(missing)} weights of arch {model.arch.get('arch')} missing (e.g. {missing[0]})")
+    if unexpected:
+        out.append(f"{len(unexpected)} weights the arch does not have (e.g. {unexpected[0]})")
+    if shaped:
+        k = shaped[0]
+        out.append(f"{len(shaped)} weights of another shape (e.g. {k}: {tuple(model.weights[k].shape)}, "
+                   f"the arch wants {tuple(want[k].shape)})")
+    return out
+
+
+def check_model(model: ModelFile, where: str, hint: str) -> None:
+    """Raise one :class:`HiclrError` naming ``where`` if the model's tensors and description disagree."""
+    problems = _problems(model)
+    if problems:
+        raise HiclrError(f"{where}: {'; '.join(problems)}", hint)
+
+
+def save_model(path: Path | str, model: ModelFile, source: str = "",
+               hint: str = "the run's config.yaml and checkpoint disagree: restore the config it was trained with") -> Path:
+    """Atomically write ``model`` to ``path`` once :func:`check_model` passes (nothing is written
+    otherwise); ``source`` names where the weights came from in the error."""
+    check_model(model, source or str(path), hint)
     meta = {"arch": model.arch, "classes": model.classes, "input": model.input, "clip_model": model.clip_model,
             "clip_weights": model.clip_weights, "anchors": model.anchors, "extra": model.extra}
     blob = {"format": FORMAT, "weights": {k: v.detach().cpu() for k, v in model.weights.items()},
@@ -75,11 +143,20 @@ def load_model(path: Path | str) -> ModelFile:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise HiclrError(f"{path}: unreadable model file ({type(exc).__name__}: {exc})", "export it again with hiclr distill") from exc
+        raise HiclrError(f"{path}: unreadable model file ({torch_load_reason(exc)})",
+                         "a model file holds tensors only: export one with hiclr distill RUN --export") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         hint = "a training checkpoint is not a model file: export with hiclr distill RUN --export model.pt"
         raise HiclrError(f"{path}: not a hiclr model file", hint)
-    meta = json.loads(blob["meta"])
-    return ModelFile(weights=blob["weights"], arch=meta["arch"], classes=list(meta["classes"]), text=blob["text"],
-                     input=meta.get("input", "color"), clip_model=meta.get("clip_model"),
-                     clip_weights=meta.get("clip_weights"), anchors=meta.get("anchors", "clip"), extra=meta.get("extra", {}))
+    try:
+        meta = json.loads(blob["meta"])
+        model = ModelFile(weights=dict(blob["weights"]), arch=dict(meta["arch"]), classes=list(meta["classes"]),
+                          text=blob["text"], input=meta.get("input", "color"), clip_model=meta.get("clip_model"),
+                          clip_weights=meta.get("clip_weights"), anchors=meta.get("anchors", "clip"),
+                          extra=meta.get("extra", {}), source=str(path))
+        if not isinstance(model.text, torch.Tensor) or not all(isinstance(v, torch.Tensor) for v in model.weights.values()):
+            raise TypeError("weights and text must be tensors")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HiclrError(f"{path}: incomplete model file ({type(exc).__name__}: {exc})", "export it again with hiclr distill") from exc
+    check_model(model, str(path), "the file was edited or damaged: export it again with hiclr distill")
+    return model

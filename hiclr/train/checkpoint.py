@@ -35,7 +35,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise HiclrError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})",
+        from hiclr.model_file import torch_load_reason
+
+        raise HiclrError(f"{path}: unreadable checkpoint ({torch_load_reason(exc)})",
                          "the file is truncated, corrupt or not a hiclr checkpoint: delete it and retrain") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise HiclrError(f"{path}: not a hiclr checkpoint", f"expected format {FORMAT}")

@@ -292,7 +292,9 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
             losses = ddp(batch, terms, amp)
             loss = mean_of_terms(losses)
             if not torch.isfinite(loss):
-                raise HiclrError(f"epoch {epoch}: the loss is {loss.item()} ({ {k: float(v) for k, v in losses.items()} })",
+                term = next((k for k, v in losses.items() if not torch.isfinite(v).all()), "loss")
+                raise HiclrError(f"epoch {epoch}: the {term} loss term is {float(losses.get(term, loss))} "
+                                 f"({', '.join(f'{k} {float(v):.4g}' for k, v in losses.items())}); training stopped",
                                  "lower train.lr or raise train.temperature; check the pairs with hiclr evaluate --labels pseudo")
             loss.backward()
             if cfg.grad_clip > 0:

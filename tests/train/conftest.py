@@ -77,4 +77,5 @@ def tiny_net(monkeypatch: pytest.MonkeyPatch) -> type[TinyNet]:
     from hiclr.train import loop
 
     monkeypatch.setattr(loop, "build_network", lambda cfg, out_channels: TinyNet(cfg.in_channels, out_channels))
+    monkeypatch.setattr("hiclr.model_file.build_network", TinyNet.from_config)  # exports are checked against it
     return TinyNet
