@@ -8,7 +8,11 @@ DEMO   ?= demo
 TORCH  := torch==2.14.1 torchvision==0.29.1
 PIPC   := $(BIN)/pip install -c requirements/constraints.txt
 
-.PHONY: demo test backends bench clean-demo
+.PHONY: demo test backends bench clean-demo system
+
+# System libraries (open3d's libusb): installed when run as root with apt-get, else the command is printed.
+system:
+	@bash scripts/check_system.sh
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/nuscenes-devkit-deps.txt
 	@bash scripts/check_system.sh
@@ -19,10 +23,10 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/nus
 	$(PIPC) -q --no-deps nuscenes-devkit==1.2.0
 	@touch $@
 
-demo: $(VENV)/.installed
+demo: system $(VENV)/.installed
 	bash scripts/demo.sh $(BIN)/hiclr $(DEMO)
 
-test: $(VENV)/.installed
+test: system $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow and not backend"
 
 # Optional fast sparse backend: MinkowskiEngine 0.5.4 built from source (CPU-only here; ~4-10 min).
