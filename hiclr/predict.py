@@ -80,7 +80,7 @@ class PointCloud:
     normal: np.ndarray | None  # (N, 3) float32
     faces: np.ndarray | None  # (F, 3) int32
     origin: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) float64: file frame = coord + origin
-    double: bool = False  # the file stores x y z as double: written back as double
+    file_xyz: np.ndarray | None = None  # (N, 3) x y z exactly as the file stores them (float32 or float64)
 
 
 def read_ply(path: Path | str) -> PointCloud:
@@ -100,7 +100,10 @@ def read_ply(path: Path | str) -> PointCloud:
     names = set(v.dtype.names or ())
     if not {"x", "y", "z"} <= names or len(v) == 0:
         raise HiclrError(f"{path}: no x/y/z vertices", "is it a PLY point cloud or mesh?")
-    world = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float64)
+    file_xyz = np.stack([v["x"], v["y"], v["z"]], 1)
+    if file_xyz.dtype != np.float64:
+        file_xyz = file_xyz.astype(np.float32)
+    world = file_xyz.astype(np.float64)
     if not np.isfinite(world).all():
         raise HiclrError(f"{path}: non-finite vertex coordinates", "clean the point cloud first")
     origin = local_origin(world)
@@ -111,7 +114,7 @@ def read_ply(path: Path | str) -> PointCloud:
         color = (rgb * 255 if rgb.dtype.kind == "f" else rgb).clip(0, 255).astype(np.uint8)
     normal = np.stack([v["nx"], v["ny"], v["nz"]], 1).astype(np.float32) if {"nx", "ny", "nz"} <= names else None
     faces = ply["face"] if len(ply["face"]) else None
-    return PointCloud(coord, color, normal, faces, origin, v.dtype["x"] == np.float64)
+    return PointCloud(coord, color, normal, faces, origin, file_xyz)
 
 
 def compute_normals(cloud: PointCloud) -> np.ndarray:
@@ -125,17 +128,15 @@ def compute_normals(cloud: PointCloud) -> np.ndarray:
 
 
 def write_labelled_ply(path: Path, coord: np.ndarray, labels: np.ndarray, colors: np.ndarray,
-                       faces: np.ndarray | None = None, origin: np.ndarray | None = None, double: bool = False) -> None:
+                       faces: np.ndarray | None = None) -> None:
     """Binary little-endian PLY: x y z, red green blue (uchar), label (int) per vertex, and the faces
     when given. MeshLab and CloudCompare show the colours and ``label`` as a scalar field.
 
-    x y z are ``coord + origin`` (the input's frame), as double when ``double`` or the origin is not
-    zero (float32 cannot hold georeferenced positions), else as float."""
+    x y z are written as double when ``coord`` is float64 (georeferenced input keeps every bit),
+    else as float."""
     from hiclr.datasets.plyio import write_ply
 
-    shift = np.zeros(3) if origin is None else np.asarray(origin, np.float64)
-    dtype = np.float64 if double or shift.any() else np.float32
-    xyz = (coord.astype(np.float64) + shift).astype(dtype)
+    xyz = coord if coord.dtype == np.float64 else coord.astype(np.float32)
     vertices = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
                 "red": colors[:, 0].astype(np.uint8), "green": colors[:, 1].astype(np.uint8),
                 "blue": colors[:, 2].astype(np.uint8), "label": labels.astype(np.int32)}
@@ -221,7 +222,8 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     colors = palette(len(classes))[labels]
     files = {"ply": out / f"{stem}_labels.ply", "labels": out / "labels.npy", "legend": out / "legend.json",
              "legend_txt": out / "legend.txt", "png": out / f"{stem}_labels.png"}
-    write_labelled_ply(files["ply"], cloud.coord, labels, colors, cloud.faces, cloud.origin, cloud.double)
+    xyz = cloud.file_xyz if cloud.file_xyz is not None else cloud.coord.astype(np.float64) + cloud.origin
+    write_labelled_ply(files["ply"], xyz, labels, colors, cloud.faces)  # the input's frame
     atomic_save_npy(files["labels"], labels.astype(np.int32))
     counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
     pal = palette(len(classes))
