@@ -154,7 +154,9 @@ def check_label_dir(root: Path | str, classes: Sequence[str], scenes: Iterable[t
     """
     root = Path(root)
     if not root.is_dir():
-        raise HiclrError(f"{root}: label-map folder does not exist", "give --labels-from DIR (pseudolabel.labels_from)")
+        raise HiclrError(
+            f"{root}: label-map folder does not exist", "give --labels-from DIR (pseudolabel.labels_from)"
+        )
     names = _read_classes(root)
     if names is not None and names != list(classes):
         raise HiclrError(
@@ -192,7 +194,9 @@ class ImageLabeler:
         self.num_classes = int(num_classes)
         self._notes: dict[str, set[str]] = {}
 
-    def label_views(self, scene: Any, views: Sequence[int], out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def label_views(
+        self, scene: Any, views: Sequence[int], out_size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(labels (B, H, W) int64 with -1 = no label, scores (B, H, W) float32) of ``views``."""
         size = (int(out_size[0]), int(out_size[1]))
         labels = np.empty((len(views), *size), dtype=np.int64)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -10,7 +13,9 @@ from hiclr.vlm.pamr import pamr
 
 def _two_region_image(h: int = 64, w: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A dark and a light region split by the slanted line y = 0.45·x + 18, with a little noise."""
-    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     truth = (y > 0.45 * x + 18).long()  # (H, W) 0 above the line, 1 below
     colours = torch.tensor([[40.0, 60.0, 200.0], [220.0, 180.0, 30.0]])
     g = torch.Generator().manual_seed(seed)
@@ -52,3 +57,23 @@ def test_one_step_on_a_flat_image_by_hand():
                 expected[4 + dy, 4 + dx] = 1 / 8
     torch.testing.assert_close(out, expected)
     assert pamr(torch.zeros(1, 3, 9, 9), mask, steps=0).equal(mask)
+
+
+def test_affinity_weights_across_an_edge_by_hand():
+    """Pixel (2, 2) of a vertical edge (columns 0–1 dark = 0, 2–4 light = 10), dilation 1: its 9
+    values are three 0s and six 10s, std (n − 1) = 5, so a neighbour across the edge has logit
+    −10 / (0.1·5) = −20 and the 5 on its own side 0. One step moves a delta at a neighbour to
+    the centre with exactly that neighbour's weight."""
+    image = torch.full((1, 3, 5, 5), 10.0)
+    image[..., :2] = 0.0
+    z = 5 + 3 * math.exp(-20)
+
+    def weight_of(y: int, x: int) -> float:
+        mask = torch.zeros(1, 1, 5, 5)
+        mask[0, 0, y, x] = 1.0
+        return pamr(image, mask, steps=1, dilations=(1,))[0, 0, 2, 2].item()
+
+    assert weight_of(2, 3) == pytest.approx(1 / z, rel=1e-5)
+    assert weight_of(1, 2) == pytest.approx(1 / z, rel=1e-5)
+    assert weight_of(2, 1) == pytest.approx(math.exp(-20) / z, rel=1e-3)
+    assert weight_of(2, 2) == 0.0  # the pixel itself is not its own neighbour
