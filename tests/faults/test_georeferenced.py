@@ -55,11 +55,14 @@ def test_utm_scan_pairs_equal_those_at_the_origin(tmp_path: Path) -> None:
 
 def test_predict_labels_a_utm_ply_and_answers_in_its_frame(tmp_path: Path, model_file: Path) -> None:
     xyz = np.random.default_rng(0).uniform(0, 3, (400, 3))
-    write_ply(tmp_path / "here.ply", xyz, double=True)
-    write_ply(tmp_path / "utm.ply", xyz + np.asarray(UTM), double=True)
+    write_ply(tmp_path / "here.ply", xyz, double=True, colour=False)
+    write_ply(tmp_path / "utm.ply", xyz + np.asarray(UTM), double=True, colour=False)
     for name in ("here", "utm"):
         res = cli("predict", tmp_path / f"{name}.ply", "--model", model_file, "--out", tmp_path / name)
         assert res.exit_code == 0, res.output + res.stderr
+        # a colour-input model given a PLY without colour: labelled, and said so (issue 11, weak messages)
+        warning = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
+        assert len(warning) == 1 and f"{name}.ply" in warning[0] and "no red/green/blue" in warning[0]
     here, utm = np.load(tmp_path / "here/labels.npy"), np.load(tmp_path / "utm/labels.npy")
     np.testing.assert_array_equal(here, utm)
     v = read_ply(tmp_path / "utm/utm_labels.ply")["vertex"]
