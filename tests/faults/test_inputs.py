@@ -141,7 +141,8 @@ def test_text_embeddings_are_batched_with_a_progress_bar(capsys) -> None:
     out = embed_class_names(enc, names, batch=32, progress=True)
     assert enc.calls == [32, 32, 6]
     torch.testing.assert_close(out, _Encoder().text_embeddings(names))
-    assert "text embeddings" in capsys.readouterr().err  # tqdm bar, on stderr
+    err = capsys.readouterr().err
+    assert "text embeddings" in err and "/70" in err  # a tqdm bar over the classes, on stderr
 
 
 # ------------------------------------------------------------------------------------------------
