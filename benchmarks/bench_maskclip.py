@@ -1,14 +1,18 @@
-"""Frames per second of MaskCLIP pseudo-labelling: ViT-B-16 dense labels for 640×480 frames.
+"""Frames per second of dense CLIP pseudo-labelling: ViT-B-16 dense labels for 640×480 frames.
 
 Random weights (``pretrained=None``) cost exactly what the real ones do and need no download.
 Per frame: CLIP normalisation, the ViT at the chosen input size, 20-class logits upsampled to the
 640×480 depth grid, argmax and score — :meth:`MaskCLIP.label_images` — and, when
 ``hiclr.geometry`` is present, the point↔pixel pairing of a 150 k-point scene against the frame's
 depth map (``pair_points_with_view``). The text tower is not timed (it runs once per class list and
-is cached). Prints one line per (input size, precision), best of ``--repeats`` runs.
+is cached). Prints one line per (input size, precision), best of ``--repeats`` runs, then, with
+``--modes``, one line per dense mode (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, and
+``naclip+pamr`` = NACLIP with its 10 PAMR steps on the 640×480 grid) at the first size and
+precision, as frames/s and as a ratio to ``maskclip`` measured in the same run.
 
     python benchmarks/bench_maskclip.py [--frames 4] [--batch 4] [--device cpu|cuda|auto]
                                         [--sizes 480x640,240x320] [--precisions fp32,bf16]
+                                        [--modes maskclip,sclip,clearclip,naclip,naclip+pamr]
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="480x640,240x320", help="network input sizes HxW, comma-separated")
     ap.add_argument("--precisions", default="", help="default: fp32,bf16 on CPU; fp32,fp16,bf16 on GPU")
     ap.add_argument("--points", type=int, default=150_000, help="scene points paired per frame")
+    ap.add_argument("--modes", default="", help="dense modes to compare, e.g. maskclip,sclip,clearclip,naclip,"
+                    "naclip+pamr ('' = none; maskclip is always measured first as the baseline)")
     args = ap.parse_args()
 
     from hiclr.vlm.maskclip import MaskCLIP, load_clip
@@ -133,6 +139,25 @@ def main() -> None:
             if pair_s is not None:
                 line += f"; with pairing {1 / (per_frame + pair_s):6.2f} frames/s"
             print(line, flush=True)
+
+    if args.modes:
+        h, w = (int(s) for s in args.sizes.split(",")[0].lower().split("x"))
+        size = None if (h, w) == (FRAME_H, FRAME_W) else (h, w)
+        modes = ["maskclip"] + [m for m in args.modes.split(",") if m and m != "maskclip"]
+        print(f"dense modes at input {h}x{w} {precisions[0]} (ratio = frames/s over maskclip's, same run):")
+        base = None
+        for mode in modes:
+            dense, _, post = mode.partition("+")
+            clip = MaskCLIP(model, args.model, weights_id, precision=precisions[0], input_size=size,
+                            batch_size=args.batch, dense=dense, pamr_steps=10 if post == "pamr" else 0)
+
+            def run_mode(clip: MaskCLIP = clip) -> object:
+                return clip.label_images(frames, text, out_size=(FRAME_H, FRAME_W))
+
+            clip.label_images(frames[: min(args.batch, args.frames)], text)  # warm-up
+            fps = args.frames / best_of(run_mode, args.repeats, sync)
+            base = fps if base is None else base
+            print(f"  {mode:12s} {fps:6.2f} frames/s  ratio {fps / base:5.2f}", flush=True)
 
 
 if __name__ == "__main__":
