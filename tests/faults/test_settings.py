@@ -50,3 +50,16 @@ def test_a_yaml_syntax_error_is_one_line_with_its_position(store_copy: Path, tmp
     recipe.write_text("oversegment:\n  k_thresh: [0.1\n  min_size: 3\n")
     line = refused(cli("oversegment", store_copy, "--recipe", recipe), str(recipe), "line ")
     assert "^" not in line
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_it(store_copy: Path, monkeypatch) -> None:
+    import hiclr.store
+
+    def broken(*a, **k):
+        raise RuntimeError("something deep\nover two lines")
+
+    monkeypatch.setattr(hiclr.store.Store, "open", broken)
+    line = refused(cli("evaluate", store_copy), "RuntimeError: something deep over two lines", "--debug")
+    assert "\n" not in line
+    res = cli("--debug", "evaluate", store_copy)
+    assert isinstance(res.exception, RuntimeError)  # the traceback is one flag away
