@@ -49,12 +49,11 @@ class HiclModel(nn.Module):
     def forward(self, batch: list[SceneItem], terms: list[str], amp: bool = False) -> dict[str, Tensor]:
         """Loss terms named in ``terms`` (subset of ce, intra, inter, kl) for a batch of scenes.
 
-        ``amp``: bf16 autocast on CUDA for the transformers, and for the 3D network when its sparse
-        backend supports it (the portable ``torch`` backend's backward does not mix dtypes yet).
-        Losses are computed in float32."""
+        ``amp``: bf16 autocast on the model's device for the transformers, and for the 3D network
+        when :func:`network_supports_amp`. Losses are computed in float32."""
         cfg, text, tau = self.cfg, self.text, self.tau()
         dev = text.device
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and network_supports_amp(self.net, dev)):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and network_supports_amp(self.net, dev)):
             # rows (R, d): the distinct features (one per voxel for the MinkUNets); index (N,) row per point
             rows, index, sizes = self.net.forward_rows([b.coord.to(dev) for b in batch], [b.feats.to(dev) for b in batch])
         rows = rows.float()
@@ -70,7 +69,7 @@ class HiclModel(nn.Module):
             scene = torch.cat([torch.full((len(b.sample),), i, dtype=torch.long, device=dev) for i, b in enumerate(batch)])
             label = torch.cat([b.sample_label.to(dev) for b in batch])
             agg = f
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 agg = self._transformers(agg, scene, label, terms, out)
             if "kl" in terms:
                 kl_tau = tau.detach() if isinstance(tau, Tensor) else tau  # L_kl must not train the scale
@@ -92,12 +91,18 @@ class HiclModel(nn.Module):
 
 
 def network_supports_amp(net: nn.Module, device: torch.device) -> bool:
-    """Whether the 3D network may run under autocast on ``device`` (not with the torch backend)."""
-    if device.type != "cuda":
-        return False
+    """Whether the 3D network may run under bf16 autocast on ``device``.
+
+    CUDA: every backend (the ``torch`` backend's convolution sums its kernel offsets in float32 under
+    autocast; tests/nn/test_amp.py). CPU: the ``torch`` backend where the CPU has native bf16
+    (AVX512-BF16/AMX; MinkUNet14A forward+backward 0.77x the fp32 time, benchmarks/bench_backbone.py);
+    elsewhere bf16 is emulated and slower."""
     from hiclr.nn.sparse.backends import resolve_backend
 
-    return resolve_backend(str(getattr(net, "backend", "auto")), "cuda") != "torch"
+    backend = resolve_backend(str(getattr(net, "backend", "auto")), device.type)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and backend == "torch" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def build_network(cfg: TrainConfig, out_channels: int) -> nn.Module:
