@@ -8,7 +8,7 @@ The scene is synthetic and surface-like, as a scan is: the floor, ceiling and fo
 random colours in [-1, 1]. One step is ``PointNetwork(points, feats)`` (voxelisation and kernel
 maps included, as every training step on a new scene pays them) followed by ``backward`` of the sum
 of the 512-wide outputs. Printed: median wall and process-CPU seconds per step, forward only and forward + backward,
-and the ratio to the ``torch`` backend. spconv's backward needs CUDA, so on CPU spconv is timed
+per precision (``--precisions fp32,bf16``: bf16 autocast), and the ratio to the ``torch`` backend in fp32. spconv's backward needs CUDA, so on CPU spconv is timed
 forward-only (and with one thread, the only setting in which its CPU results are right).
 """
 
@@ -25,6 +25,13 @@ from hiclr.nn import PointNetwork, available_backends
 
 def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3) points in metres on the surfaces of a furnished room, and (N, 3) colours in [-1, 1]."""
+    pts, colours, _, _ = room_surfaces(n_points, seed)
+    return pts, colours
+
+
+def room_surfaces(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`synthetic_room` with each point's surface (N,) int64 (0 floor, 1 ceiling, 2-5 walls,
+    then five per box) and its unit normal (N, 3)."""
     g = torch.Generator().manual_seed(seed)
     lx, ly, lz = 6.0, 5.0, 2.6
     # rectangles: origin, edge u, edge v
@@ -47,16 +54,17 @@ def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Te
             ((ox + sx, oy, 0), (0, sy, 0), (0, 0, sz)),
         ]
     o, u, v = (torch.tensor([r[i] for r in rects], dtype=torch.float32) for i in range(3))
-    area = torch.linalg.cross(u, v).norm(dim=1)
+    cross = torch.linalg.cross(u, v)
+    area = cross.norm(dim=1)
     which = torch.multinomial(area, n_points, replacement=True, generator=g)
     st = torch.rand(n_points, 2, generator=g)
     pts = o[which] + st[:, :1] * u[which] + st[:, 1:] * v[which]
     pts = pts + torch.randn(n_points, 3, generator=g) * 0.005
     colours = torch.rand(n_points, 3, generator=g) * 2 - 1
-    return pts, colours
+    return pts, colours, which, (cross / area[:, None])[which]
 
 
-def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool) -> tuple[float, float]:
+def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool, amp: bool = False) -> tuple[float, float]:
     """Median (wall, process CPU) seconds of one step over ``repeats`` runs, after one warm-up run.
 
     On a shared machine the wall time depends on the other jobs; with one thread, process CPU time
@@ -68,7 +76,7 @@ def time_backend(net: PointNetwork, pts, feats, repeats: int, backward: bool) ->
         if pts.is_cuda:
             torch.cuda.synchronize()
         w0, c0 = time.perf_counter(), time.process_time()
-        with torch.set_grad_enabled(backward):
+        with torch.set_grad_enabled(backward), torch.autocast(pts.device.type, torch.bfloat16, enabled=amp):
             out = net([pts], [feats])[0]
             if backward:
                 out.sum().backward()
@@ -89,6 +97,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--backends", default="", help="comma-separated subset (default: all installed)")
+    ap.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16 (autocast)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -103,7 +112,7 @@ def main() -> None:
     )
 
     ref = PointNetwork(arch=args.arch, voxel_size=args.voxel_size, backend="torch").to(args.device)
-    rows: list[tuple[str, str, float, float]] = []  # backend, pass, wall s, cpu s
+    rows: list[tuple[str, str, str, float, float]] = []  # backend, precision, pass, wall s, cpu s
     for name in wanted:
         if name not in installed:
             print(f"{name:12s} not installed")
@@ -114,19 +123,20 @@ def main() -> None:
         if name == "spconv" and args.device == "cpu":
             threads, passes = 1, ["fwd"]  # CPU spconv: right only with 1 thread, no backward
         torch.set_num_threads(threads)
-        for kind in passes:
-            try:
-                wall, cpu = time_backend(net, pts, feats, args.repeats, kind == "fwd+bwd")
-                rows.append((name, kind, wall, cpu))
-            except Exception as exc:  # noqa: BLE001 - report a failing backend and go on
-                print(f"{name:12s} {kind} failed: {type(exc).__name__}: {exc}")
+        for prec in args.precisions.split(","):
+            for kind in passes:
+                try:
+                    wall, cpu = time_backend(net, pts, feats, args.repeats, kind == "fwd+bwd", prec == "bf16")
+                    rows.append((name, prec, kind, wall, cpu))
+                except Exception as exc:  # noqa: BLE001 - report a failing backend and go on
+                    print(f"{name:12s} {prec} {kind} failed: {type(exc).__name__}: {exc}")
         torch.set_num_threads(args.threads)
 
-    base = {kind: cpu for name, kind, _, cpu in rows if name == "torch"}
-    print(f"{'backend':12s} {'pass':8s} {'wall s':>8s} {'cpu s':>8s} {'cpu ratio to torch':>19s}")
-    for name, kind, wall, cpu in rows:
-        ratio = cpu / base[kind] if kind in base else float("nan")
-        print(f"{name:12s} {kind:8s} {wall:8.2f} {cpu:8.2f} {ratio:19.2f}")
+    base = {kind: (wall, cpu) for name, prec, kind, wall, cpu in rows if name == "torch" and prec == "fp32"}
+    print(f"{'backend':12s} {'prec':5s} {'pass':8s} {'wall s':>8s} {'cpu s':>8s} {'ratio to torch fp32 (wall, cpu)':>32s}")
+    for name, prec, kind, wall, cpu in rows:
+        rw, rc = (wall / base[kind][0], cpu / base[kind][1]) if kind in base else (float("nan"), float("nan"))
+        print(f"{name:12s} {prec:5s} {kind:8s} {wall:8.2f} {cpu:8.2f} {rw:16.2f} {rc:15.2f}")
 
 
 if __name__ == "__main__":
