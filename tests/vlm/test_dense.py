@@ -246,3 +246,9 @@ def test_unknown_mode_and_temperatures(tiny_model):
         MaskCLIP(tiny_model, "tiny", "random:t", dense="segclip")
     temps = {m: MaskCLIP(tiny_model, "tiny", "random:t", dense=m).temperature for m in DENSE_MODES}
     assert temps == {"maskclip": 100.0, "sclip": 40.0, "clearclip": 50.0, "naclip": 40.0}
+
+
+def test_pipeline_lists_the_same_modes():
+    from hiclr.pseudolabel import DENSE  # spelled out there so that importing it needs no torch
+
+    assert DENSE == DENSE_MODES
