@@ -81,7 +81,7 @@ def resolve_backend(name: str, device_type: str) -> str:
 
 _HINTS = {
     "minkowski": "build it with: bash scripts/build_minkowski.sh .venv  (needs apt package libopenblas-dev)",
-    "spconv": "pip install spconv-cu120 (CUDA 12 wheel; the CPU wheel is 'spconv')",
+    "spconv": "pip install spconv-cu126 (CUDA 12.x driver; spconv-cu118 for CUDA 11.8; the CPU wheel 'spconv' is wrong with >1 thread)",
     "torchsparse": "install torchsparse from https://github.com/mit-han-lab/torchsparse (not on PyPI)",
 }
 
