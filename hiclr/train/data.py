@@ -136,7 +136,8 @@ def scene_loader(dataset: TrainScenes, sampler: EpochBatches, cfg: TrainConfig, 
     the whole run, two batches each prefetched), so the step never waits on NumPy; on CUDA the
     tensors come in pinned memory. At most one worker per CPU beyond the training process's own. Items are keyed by ``(epoch, scene)`` and their randomness is
     seeded by it, and the loader keeps the sampler's order, so workers change nothing computed."""
-    workers = min(cfg.workers, max(1, len(os.sched_getaffinity(0)) - 1))  # leave a core to the training process
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cfg.workers, max(1, cpus - 1))  # leave a core to the training process
     return torch.utils.data.DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)

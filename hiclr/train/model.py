@@ -102,7 +102,12 @@ def network_supports_amp(net: nn.Module, device: torch.device) -> bool:
     backend = resolve_backend(str(getattr(net, "backend", "auto")), device.type)
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and backend == "torch" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if device.type != "cpu" or backend != "torch":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
 
 
 def build_network(cfg: TrainConfig, out_channels: int) -> nn.Module:
