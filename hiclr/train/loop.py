@@ -199,7 +199,10 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
 
     torch.manual_seed(cfg.seed)  # same initial weights in every process and on resume
     model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg).to(device)
-    opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        opt_net: torch.optim.Optimizer = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     opt_tr = _adamw(model, cfg)
 
     start, step, best, best_epoch, log_rows = 0, 0, None, None, []
