@@ -62,9 +62,10 @@ def build_store(work: Path, base: Path, rooms: int, val_rooms: int, noise: float
     return data
 
 
-def score_row(store: Any, run: Path, cfg: Any) -> dict[str, Any]:
+def score_row(store: Any, run: Path, cfg: Any, device: str) -> dict[str, Any]:
     """Predict the val split with the run's last checkpoint; score model, pseudo and refined alike."""
     import numpy as np
+    import torch
 
     from hiclr.evaluate import evaluate_sources
     from hiclr.inference import input_features, predict_labels
@@ -74,11 +75,13 @@ def score_row(store: Any, run: Path, cfg: Any) -> dict[str, Any]:
     state = load_checkpoint(run / "ckpt" / "last.pt")
     net = build_network(cfg, int(state["text"].shape[1]))
     net.load_state_dict(state["net"])
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    net.to(dev)
     for sid in store.scene_ids("val"):
         sc = store.scene(sid)
         feats = input_features(sc.read("color") if sc.has("color") else None,
                                sc.read("normal") if cfg.input == "color_normal" else None, cfg.input, sc.num_points)
-        (pred,) = predict_labels(net, state["text"], [sc.read("coord")], [feats], "cpu")
+        (pred,) = predict_labels(net, state["text"], [sc.read("coord")], [feats], dev)
         sc.write("pred", pred.astype(np.int16), step="benchmarks/learning.py", fingerprint=run.name)
     out: dict[str, Any] = {}
     for ev in evaluate_sources(store, ["pred", "pseudo", "refined"], "val", progress=False):
@@ -132,6 +135,9 @@ def main() -> None:
     ap.add_argument("--rows", default="I,II,III,IV,V")
     ap.add_argument("--logits", default="cosine", help="Comma list of logit forms (cosine, learnable, inner).")
     ap.add_argument("--logit-rows", default="V", help="Rows on which the extra logit forms are compared.")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (train and predict).")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="Build the stores and stop (prepare needs open3d: do it here, carry --work to a GPU machine).")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="train.KEY=VALUE (repeatable)")
     args = ap.parse_args()
 
@@ -156,13 +162,15 @@ def main() -> None:
         data = build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
                            systematic, args.seed, args.recipe)
         store = Store.open(data)
+        if args.prepare_only:
+            continue
         jobs = [(row, "cosine" if "cosine" in forms else forms[0]) for row in args.rows.split(",")]
         if si == 0:
             jobs += [(row, f) for f in forms for row in args.logit_rows.split(",") if (row, f) not in jobs]
         for row, form in jobs:
             key = f"{setting} | EXP {row} | {form}"
             run = data.parent / f"run-sys{systematic:g}-{row}-{form}"
-            cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], logits=form, device="cpu")
+            cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], logits=form, device=args.device)
             if form == "inner" and cfg.grad_clip == 0:
                 cfg = dataclasses.replace(cfg, grad_clip=1.0)  # the raw inner product diverges at lr 0.2 without it
             if key not in results:
@@ -174,7 +182,7 @@ def main() -> None:
                 res = train(data, run, cfg, resume=resume)
                 steps = res.epochs_done * -(-len(store.scene_ids("train")) // cfg.batch_size)
                 results[key] = {"setting": setting, "row": row, "logits": form, "stages": cfg.stages, "steps": steps,
-                                "seconds": round(time.time() - t0, 1), **score_row(store, run, cfg)}
+                                "seconds": round(time.time() - t0, 1), **score_row(store, run, cfg, args.device)}
                 results_path.write_text(json.dumps(results, indent=1))
             r = results[key]
             print(f"{key}: model {r['model']['all']:.1f} / {r['model']['seen']:.1f}  pseudo {r['pseudo']['all']:.1f} / "
@@ -182,6 +190,9 @@ def main() -> None:
                   f"  ({r['steps']} steps, {r['seconds']:.0f} s)", flush=True)
             curves += [{"setting": setting, "row": row, "logits": form, **c} for c in read_curves(run)]
 
+    if args.prepare_only:
+        print(f"stores ready under {work}")
+        return
     cols = sorted({k for c in curves for k in c})
     with open(work / "curves.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
