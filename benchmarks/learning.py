@@ -33,6 +33,15 @@ from typing import Any
 RECIPE = "recipes/synthetic.yaml"
 
 
+def torch_no_grad(fn: Any) -> Any:
+    def wrapped(*a: Any, **k: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*a, **k)
+    return wrapped
+
+
 def build_store(work: Path, base: Path, rooms: int, val_rooms: int, noise: float, systematic: float, seed: int,
                 recipe: str) -> Path:
     """A synthetic store labelled at (noise, systematic); the rooms are generated once and copied."""
@@ -90,6 +99,42 @@ def score_row(store: Any, run: Path, cfg: Any, device: str) -> dict[str, Any]:
                      "per_class_all": {k: v["iou"] for k, v in ev.scores["per_class"].items()}}
         out["coverage"] = ev.coverage
     return out
+
+
+@torch_no_grad
+def attention_probe(store: Any, run: Path, cfg: Any, device: str) -> dict[str, float] | None:
+    """Does the intra-scene transformer attend along the labels? On the val rooms, the first block's
+    attention over M points sampled as in training: the attention mass on points whose ground truth
+    equals the query's (``same_label``), against that share under uniform attention (``chance``)."""
+    import numpy as np
+    import torch
+
+    from hiclr.inference import input_features
+    from hiclr.train.checkpoint import load_checkpoint
+    from hiclr.train.model import HiclModel, build_network
+    from hiclr.train.sampler import sample_points
+
+    state = load_checkpoint(run / "ckpt" / "last.pt")
+    if "intra" not in state:
+        return None
+    model = HiclModel(build_network(cfg, int(state["text"].shape[1])), state["text"], cfg)
+    model.net.load_state_dict(state["net"])
+    model.intra.load_state_dict(state["intra"])
+    model.eval()
+    same, chance = [], []
+    for i, sid in enumerate(store.scene_ids("val")):
+        sc = store.scene(sid)
+        gt = sc.read("label").astype(np.int64)
+        idx = sample_points(sc.read("segments"), np.where(gt >= 0, gt, -1), cfg.samples, np.random.default_rng([cfg.seed, i]))
+        feats = input_features(sc.read("color"), None, cfg.input, sc.num_points)
+        rows, index, _ = model.net.forward_rows([torch.from_numpy(sc.read("coord"))], [torch.from_numpy(feats)])
+        x = rows[index[torch.from_numpy(idx)]].float()
+        block = model.intra.blocks[0]
+        w = block.attn.weights(block.ln_1(x)).mean(0)  # (M, M), averaged over heads
+        eq = torch.from_numpy(gt[idx][:, None] == gt[idx][None, :]).float()
+        same.append(float((w * eq).sum(1).mean()))
+        chance.append(float(eq.mean(1).mean()))
+    return {"same_label": float(np.mean(same)), "chance": float(np.mean(chance))}
 
 
 def read_curves(run: Path) -> list[dict[str, str]]:
@@ -182,12 +227,15 @@ def main() -> None:
                 res = train(data, run, cfg, resume=resume)
                 steps = res.epochs_done * -(-len(store.scene_ids("train")) // cfg.batch_size)
                 results[key] = {"setting": setting, "row": row, "logits": form, "stages": cfg.stages, "steps": steps,
-                                "seconds": round(time.time() - t0, 1), **score_row(store, run, cfg, args.device)}
+                                "seconds": round(time.time() - t0, 1), **score_row(store, run, cfg, args.device),
+                                "attention": attention_probe(store, run, cfg, args.device)}
                 results_path.write_text(json.dumps(results, indent=1))
             r = results[key]
             print(f"{key}: model {r['model']['all']:.1f} / {r['model']['seen']:.1f}  pseudo {r['pseudo']['all']:.1f} / "
                   f"{r['pseudo']['seen']:.1f}  refined {r['refined']['all']:.1f} / {r['refined']['seen']:.1f}"
-                  f"  ({r['steps']} steps, {r['seconds']:.0f} s)", flush=True)
+                  f"  ({r['steps']} steps, {r['seconds']:.0f} s)"
+                  + (f"  attention on same label {100 * r['attention']['same_label']:.0f} % (uniform "
+                     f"{100 * r['attention']['chance']:.0f} %)" if r.get("attention") else ""), flush=True)
             curves += [{"setting": setting, "row": row, "logits": form, **c} for c in read_curves(run)]
 
     if args.prepare_only:
