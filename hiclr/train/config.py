@@ -6,6 +6,7 @@ Read with ``hiclr.config.load_section(TrainConfig, "train", recipe, overrides)``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hiclr.errors import HiclrError
 
@@ -25,6 +26,12 @@ TABLE2: dict[str, list[str]] = {
 @dataclass
 class TrainConfig:
     """Hierarchical intra-modal correlation learning (paper §3, §4.1)."""
+
+    # numeric ranges checked when a recipe or --set is read (hiclr.config.from_dict); the rest are ≥ 0
+    RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "voxel_size": (1e-3, 10.0), "lr": (1e-9, 10.0), "momentum": (0.0, 1.0), "transformer_lr": (0.0, 1.0),
+        "temperature": (1e-4, 100.0), "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None),
+        "transformer_heads": (1, None)}
 
     # what is trained
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # subset of STAGES; [] = baseline (EXP I)
