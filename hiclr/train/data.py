@@ -31,6 +31,17 @@ def augment(coord: np.ndarray, normal: np.ndarray | None, rng: np.random.Generat
     return coord @ m.T, (normal @ m.T if normal is not None else None)
 
 
+def check_voxel_range(scene: Any, coord: np.ndarray, voxel_size: float) -> None:
+    """Refuse, naming the scene, points too far from the origin for the sparse voxel keys."""
+    from hiclr.nn.sparse.coords import MARGIN, H
+
+    reach = float(np.abs(coord).max()) / voxel_size if len(coord) else 0.0
+    if reach > H - MARGIN:
+        raise HiclrError(f"{scene.path}: scene {scene.id} reaches {reach * voxel_size:.0f} m from its origin, beyond the "
+                         f"{(H - MARGIN) * voxel_size:.0f} m that {voxel_size} m voxels allow",
+                         "prepare it again (hiclr prepare stores scenes at a local origin) or use a larger train.voxel_size")
+
+
 def epoch_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
@@ -83,6 +94,7 @@ class TrainScenes(torch.utils.data.Dataset):
         normal = scene.read("normal") if self.cfg.input == "color_normal" else None
         if self.augment:
             coord, normal = augment(coord, normal, rng)
+        check_voxel_range(scene, coord, self.cfg.voxel_size)
         pairs = scene.read_pairs(self.kind)
         c = self.store.num_classes
         valid = (pairs.label >= 0) & (pairs.label < c)

@@ -81,3 +81,22 @@ def test_distill_refuses_a_config_that_disagrees_with_the_checkpoint(tmp_path: P
     from hiclr.model_file import load_model
 
     assert load_model(run2 / "model.pt").network() is not None
+
+
+def test_a_scene_beyond_the_voxel_key_range_is_named() -> None:
+    """Issue 11: the voxel-range error names the scene (it used to come from deep in the sparse backend)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pytest
+
+    from hiclr.errors import HiclrError
+    from hiclr.nn.sparse.coords import MARGIN, H
+    from hiclr.train.data import check_voxel_range
+
+    scene = SimpleNamespace(path=Path("store/scenes/far_away"), id="far_away")
+    limit = (H - MARGIN) * 0.05  # metres that 5 cm voxel keys reach
+    check_voxel_range(scene, np.array([[limit - 1.0, 0.0, 0.0]], np.float32), 0.05)  # inside: fine
+    with pytest.raises(HiclrError, match="far_away.*beyond") as err:
+        check_voxel_range(scene, np.array([[0.0, limit + 1.0, 0.0]], np.float32), 0.05)
+    assert "local origin" in err.value.hint
