@@ -288,7 +288,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
                 g["lr"] = lr
             if opt_tr is not None:
                 for g in opt_tr.param_groups:
-                    g["lr"] = cosine_lr(g["base_lr"], step, total_steps)
+                    g["lr"] = cosine_lr(g.get("base_lr", cfg.transformer_lr), step, total_steps)
             opt_net.zero_grad(set_to_none=True)
             if opt_tr is not None:
                 opt_tr.zero_grad(set_to_none=True)
