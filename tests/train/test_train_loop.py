@@ -80,3 +80,21 @@ def test_baseline_has_no_transformers(toy_store, tiny_net, tmp_path) -> None:
 def test_training_learns_the_toy_task(toy_store, tiny_net, tmp_path) -> None:
     res = train(toy_store.root, tmp_path / "l", _cfg(epochs=12, stages=["intraset"], lr=0.2, augment=False))
     assert res.best_miou > 0.5  # labels depend on x only: a per-point MLP must learn them
+
+
+def test_learnable_logit_scale_is_trained_and_saved(toy_store, tiny_net, tmp_path) -> None:
+    res = train(toy_store.root, tmp_path / "run", _cfg(epochs=2, logits="learnable", logit_scale_lr=0.05, val_split=""))
+    assert res.epochs_done == 2
+    state = torch.load(tmp_path / "run/ckpt/last.pt", weights_only=True)
+    scale = float(state["logit_scale"].exp())
+    assert scale != pytest.approx(1 / 0.07, abs=1e-3)  # CLIP's initial 1/τ moved under Adam
+    rows = list(csv.DictReader(Path(tmp_path / "run/log.csv").read_text().splitlines()))
+    assert float(rows[-1]["logit_scale"]) == pytest.approx(scale, rel=1e-3)
+
+
+def test_fixed_logit_forms_have_no_scale_parameter(toy_store, tiny_net, tmp_path) -> None:
+    train(toy_store.root, tmp_path / "run", _cfg(epochs=1, logits="inner", grad_clip=1.0, val_split=""))
+    state = torch.load(tmp_path / "run/ckpt/last.pt", weights_only=True)
+    assert "logit_scale" not in state
+    rows = list(csv.DictReader(Path(tmp_path / "run/log.csv").read_text().splitlines()))
+    assert float(rows[-1]["logit_scale"]) == pytest.approx(1.0)  # the paper's raw inner product: τ = 1
