@@ -124,15 +124,6 @@ def scene_labels(scene: Any, source: str, num_classes: int) -> np.ndarray:
     raise HiclrError(f"unknown label source {source!r}", f"one of {', '.join(LABEL_SOURCES)}")
 
 
-def seen_mask(scene: Any) -> np.ndarray | None:
-    """(N,) bool: points with at least one labelled point↔pixel pair (seen by some view); None without pairs."""
-    if not scene.has("pairs"):
-        return None
-    from hiclr.pseudolabel import majority_vote
-
-    return majority_vote(scene.num_points, scene.read_pairs("pairs"), int(scene.store.num_classes)) >= 0
-
-
 def evaluate_store(store: Any, labels: str = "gt", split: str = "val", scene_ids: Sequence[str] | None = None,
                    progress: bool = True) -> Evaluation:
     """Score label source ``labels`` over every scene of ``split`` against ground truth.
@@ -160,17 +151,16 @@ def evaluate_sources(store: Any, sources: Sequence[str], split: str = "val", sce
         if not scene.has("label"):
             raise HiclrError(f"{scene.path}: scene {sid} has no ground truth", "evaluate a split with labels (e.g. val)")
         gt = scene.read("label")
-        mask = seen_mask(scene)
-        if mask is None:
-            mask = np.zeros(len(gt), dtype=bool)
-        else:
-            with_pairs += 1
+        # seen = a labelled pair in pairs.npz, i.e. a pseudo-label: one vote serves both
+        pseudo = scene_labels(scene, "pseudo", c) if scene.has("pairs") else None
+        mask = pseudo >= 0 if pseudo is not None else np.zeros(len(gt), dtype=bool)
+        with_pairs += pseudo is not None
         ok = (gt >= 0) & (gt < c)
         labelled += int(ok.sum())
         seen += int((ok & mask).sum())
         gt_seen = np.where(mask, gt, -1)
         for s in sources:
-            pred = scene_labels(scene, s, c)
+            pred = pseudo if s == "pseudo" and pseudo is not None else scene_labels(scene, s, c)
             conf[s] += confusion_matrix(gt, pred, c, store.ignore_index)
             conf_seen[s] += confusion_matrix(gt_seen, pred, c, store.ignore_index)
     coverage = seen / labelled if with_pairs and labelled else None
@@ -184,14 +174,11 @@ def evaluate_sources(store: Any, sources: Sequence[str], split: str = "val", sce
 
 def compare_table(evaluations: Sequence[Evaluation]) -> list[tuple[str, ...]]:
     """Rows (source, mIoU all, mIoU seen, acc all, acc seen) in %, for one like-for-like table."""
-    def pct(x: float | None) -> str:
-        return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
-
     rows = []
     for ev in evaluations:
         seen = ev.scores_seen or {}
-        rows.append((ev.labels, pct(ev.scores["miou"]), pct(seen.get("miou")), pct(ev.scores["overall_acc"]),
-                     pct(seen.get("overall_acc"))))
+        rows.append((ev.labels, _pct(ev.scores["miou"]), _pct(seen.get("miou")), _pct(ev.scores["overall_acc"]),
+                     _pct(seen.get("overall_acc"))))
     return rows
 
 
@@ -215,8 +202,9 @@ def write_metrics(evaluation: Evaluation, path: Path) -> Path:
 
 def format_table(evaluation: Evaluation) -> list[tuple[str, str, str, str]]:
     """Rows (class, IoU %, acc %, points) for printing; absent classes shown as '-'."""
-    rows = []
-    for name, s in evaluation.scores["per_class"].items():
-        pct = (lambda x: "-" if x is None else f"{100 * x:.1f}")
-        rows.append((name, pct(s["iou"]), pct(s["acc"]), str(s["support"])))
-    return rows
+    return [(name, _pct(s["iou"]), _pct(s["acc"]), str(s["support"])) for name, s in evaluation.scores["per_class"].items()]
+
+
+def _pct(x: float | None) -> str:
+    """A score in % with one decimal; '-' for an absent class (None) or an undefined one (NaN)."""
+    return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
