@@ -71,27 +71,15 @@ def build_store(work: Path, base: Path, rooms: int, val_rooms: int, noise: float
     return data
 
 
-def score_row(store: Any, run: Path, cfg: Any, device: str) -> dict[str, Any]:
-    """Predict the val split with the run's last checkpoint; score model, pseudo and refined alike."""
-    import numpy as np
-    import torch
-
+def score_row(store: Any, run: Path, device: str) -> dict[str, Any]:
+    """Export the run's last checkpoint and predict the val split with it, as ``hiclr distill --export``
+    and ``hiclr evaluate --model`` do; score model, pseudo and refined alike."""
+    from hiclr.distill import export_model
     from hiclr.evaluate import evaluate_sources
-    from hiclr.inference import input_features, predict_labels
-    from hiclr.train.checkpoint import load_checkpoint
-    from hiclr.train.model import build_network
+    from hiclr.predict import predict_store
 
-    state = load_checkpoint(run / "ckpt" / "last.pt")
-    net = build_network(cfg, int(state["text"].shape[1]))
-    net.load_state_dict(state["net"])
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    net.to(dev)
-    for sid in store.scene_ids("val"):
-        sc = store.scene(sid)
-        feats = input_features(sc.read("color") if sc.has("color") else None,
-                               sc.read("normal") if cfg.input == "color_normal" else None, cfg.input, sc.num_points)
-        (pred,) = predict_labels(net, state["text"], [sc.read("coord")], [feats], dev)
-        sc.write("pred", pred.astype(np.int16), step="benchmarks/learning.py", fingerprint=run.name)
+    model, _, _ = export_model(run, run / "model.pt", "last")
+    predict_store(store, model, split="val", device=device, overwrite=True)
     out: dict[str, Any] = {}
     for ev in evaluate_sources(store, ["pred", "pseudo", "refined"], "val", progress=False):
         name = "model" if ev.labels == "pred" else ev.labels
@@ -227,7 +215,7 @@ def main() -> None:
                 res = train(data, run, cfg, resume=resume)
                 steps = res.epochs_done * -(-len(store.scene_ids("train")) // cfg.batch_size)
                 results[key] = {"setting": setting, "row": row, "logits": form, "stages": cfg.stages, "steps": steps,
-                                "seconds": round(time.time() - t0, 1), **score_row(store, run, cfg, args.device),
+                                "seconds": round(time.time() - t0, 1), **score_row(store, run, args.device),
                                 "attention": attention_probe(store, run, cfg, args.device)}
                 results_path.write_text(json.dumps(results, indent=1))
             r = results[key]
