@@ -89,8 +89,8 @@ def read_ply(path: Path | str) -> PointCloud:
 
     A georeferenced file (UTM coordinates) is shifted to a local origin (``hiclr.store.local_origin``)
     in float64 before its float32 cast, as ``prepare`` does, so no precision is lost."""
-    from hiclr.store import local_origin
     from hiclr.datasets.plyio import read_ply as read
+    from hiclr.store import local_origin
 
     path = Path(path)
     if not path.is_file():

@@ -742,7 +742,6 @@ class Scene:
 
     def read_color(self, v: int) -> np.ndarray:
         """RGB frame ``v`` as uint8 (H, W, 3)."""
-        from PIL import Image
 
         path = self._view_image("color", v)
         if not path.is_file():

@@ -232,7 +232,6 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def _exported_frames(root: Path) -> Frames:
-    from PIL import Image
 
     colors, depths, poses = _numbered(root / "color", ".jpg"), _numbered(root / "depth", ".png"), _numbered(root / "pose", ".txt")
     ids = sorted(set(colors) & set(depths) & set(poses))
