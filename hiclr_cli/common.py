@@ -38,7 +38,7 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.secho("interrupted: finished scenes are kept; rerun the same command to resume", fg="yellow", err=True)
             sys.exit(130)
-        except Exception as exc:
+        except Exception as exc:  # one line, not a traceback; --debug shows it
             if debug:
                 raise
             click.secho(f"error: {describe(exc)} — hint: rerun with 'hiclr --debug …' for the traceback, "
