@@ -34,10 +34,12 @@ python3 -c "import spconv; print('spconv', spconv.__version__)" 2>/dev/null || e
 step "equivalence on CUDA: spconv vs torch (fp32, fp64), bf16 vs fp32"
 python3 benchmarks/spconv_equivalence.py
 step "autocast tests of the torch backend (CPU bf16) and the dense-conv equivalence"
-python3 -m pytest -q tests/nn/test_amp.py tests/nn/test_conv_dense.py 2>&1 | tail -n 3
-BACKENDS=torch; python3 -c "import spconv" 2>/dev/null && BACKENDS=torch,spconv
+python3 -m pytest -q tests/nn/test_amp.py tests/nn/test_conv_dense.py tests/nn/test_torch_algorithms.py 2>&1 | tail -n 3
+step "the torch backend's profile and variants (before / offsets / table / table-all), fp32 and bf16"
+python3 benchmarks/profile_torch_conv.py --device cuda --repeats 5 --precisions fp32,bf16 --json "$OUT/profile_torch_conv.json"
+BACKENDS=torch,torch:table; python3 -c "import spconv" 2>/dev/null && BACKENDS=torch,torch:table,spconv
 step "backbone forward+backward (MinkUNet14A, 150k points, 5 cm), $BACKENDS"
-python3 benchmarks/bench_backbone.py --device cuda --repeats 5 --backends "$BACKENDS" --precisions fp32,bf16
+python3 benchmarks/bench_backbone.py --device cuda --repeats 5 --backends "${BACKENDS//,torch:table/}" --precisions fp32,bf16
 step "whole training step, batch 8, $BACKENDS x fp32,bf16"
 python3 benchmarks/train_throughput.py --device cuda --backends "$BACKENDS" --precisions fp32,bf16 \
   --batch-size 8 --steps 10 --warmup 3 --workers 4 --json "$OUT/train_throughput.json"

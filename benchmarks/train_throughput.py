@@ -1,6 +1,6 @@
 """The whole training step as `hiclr train` pays it, per sparse backend and precision.
 
-    python benchmarks/train_throughput.py [--device cpu|cuda] [--backends torch,spconv]
+    python benchmarks/train_throughput.py [--device cpu|cuda] [--backends torch,torch:table,spconv]
         [--precisions fp32,bf16] [--scenes 8] [--points 150000] [--batch-size B] [--steps S]
         [--workers W] [--work DIR]
 
@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbone import room_surfaces
 
 import hiclr.nn.network as network_module
+from hiclr.nn.sparse.backends import torch_backend
 from hiclr.nn.sparse.tensor import CoordinateContext
 from hiclr.refine import refine_pairs
 from hiclr.store import Pairs, Store
@@ -249,7 +250,8 @@ _kernel_map = CoordinateContext.kernel_map
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--backends", default="", help="comma list (default: torch, + spconv on CUDA when installed)")
+    ap.add_argument("--backends", default="", help="comma list (default: torch, + spconv on CUDA when installed); "
+                    "torch:table is the torch backend with its table algorithm")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--arch", default="MinkUNet14A")
     ap.add_argument("--scenes", type=int, default=8, help="scenes in the benchmark store")
@@ -280,20 +282,22 @@ def main() -> None:
     results = []
     for backend in backends:
         for precision in [p for p in args.precisions.split(",") if p]:
+            name_, _, algorithm = backend.partition(":")  # torch:table = the torch backend's table algorithm
             try:
-                results.append(run_config(store, args, backend, precision, device))
+                with torch_backend.settings(**({"algorithm": algorithm} if algorithm else {})):
+                    results.append({**run_config(store, args, name_, precision, device), "backend": backend})
             except Exception as exc:  # noqa: BLE001 - report a failing configuration and go on
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
     if not results:
         sys.exit(1)
     base = results[0]["step_s"] / results[0]["scenes"]
-    head = f"{'backend':8s} {'prec':5s} {'step s':>7s} " + " ".join(f"{s:>8s}" for s in STAGES)
+    head = f"{'backend':11s} {'prec':5s} {'step s':>7s} " + " ".join(f"{s:>8s}" for s in STAGES)
     print(head + f" {'cpu s':>7s} {'load 1':>7s} {'scenes/s':>8s} {'peak GB':>7s} {'ScanNet h':>9s} {'ratio':>6s}")
     for r in results:
         per_scene = r["step_s"] / r["scenes"]
         hours = per_scene * SCANNET_SCENE_STEPS / 3600
         r.update(scenes_per_s=1 / per_scene, scannet_hours=hours, ratio_to_first=per_scene / base)
-        print(f"{r['backend']:8s} {r['precision']:5s} {r['step_s']:7.2f} "
+        print(f"{r['backend']:11s} {r['precision']:5s} {r['step_s']:7.2f} "
               + " ".join(f"{r['stages'][s]:8.3f}" for s in STAGES)
               + f" {r['cpu_s']:7.2f} {r['load_in_process_s']:7.3f} {1 / per_scene:8.3f} {r['peak_gb']:7.2f} {hours:9.1f} {per_scene / base:6.2f}")
     print(f"stage columns: wall seconds per step; cpu s: CPU seconds of the training process per step (on a "

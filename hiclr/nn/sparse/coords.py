@@ -110,12 +110,19 @@ def build_kernel_map(
     kernel_size: int,
     step: int,
     transposed: bool,
+    mirror: bool = True,
 ) -> KernelMap:
     """Pairs of (input row, output row) for every kernel offset.
 
     Forward convolution: output ``q`` reads input ``q + offset·step`` (``step`` = input stride).
     Transposed convolution: output ``p`` reads input ``p - offset·step`` (``step`` = output stride),
-    the exact reverse of the strided convolution that maps ``p``'s level to the input's level.
+    the exact reverse of the strided convolution that maps ``p``'s level to the input's level
+    (:func:`reverse_kernel_map` of it is this map).
+
+    A submanifold map (``out_keys is in_keys``, odd kernel) is searched for half the offsets only
+    (unless ``mirror`` is false):
+    offset ``-d`` (index ``K-1-k``) pairs ``(o, i)`` wherever ``d`` (index ``k``) pairs ``(i, o)``,
+    and both lists come out sorted by output row (keys are sorted, a shift keeps their order).
 
     Args:
         in_keys: sorted keys (N_in,) of the input coordinates.
@@ -123,12 +130,26 @@ def build_kernel_map(
         kernel_size: cubic kernel size ``k``.
         step: offset unit in stride-1 voxels.
         transposed: see above.
+        mirror: reuse the mirrored offsets of a submanifold map (the result is the same).
     """
     sign = -1 if transposed else 1
+    offsets = kernel_offsets(kernel_size).tolist()
+    mirrored = mirror and out_keys is in_keys and kernel_size % 2 == 1
     kmap: KernelMap = []
-    for off in kernel_offsets(kernel_size).tolist():
+    for k, off in enumerate(offsets):
+        if mirrored and k > len(offsets) // 2:
+            i, o = kmap[len(offsets) - 1 - k]
+            kmap.append((o, i))
+            continue
         delta = sign * offset_key([o * step for o in off])
         found, pos = lookup(in_keys, out_keys + delta)
         out_idx = found.nonzero().squeeze(1)
         kmap.append((pos[out_idx], out_idx))
     return kmap
+
+
+def reverse_kernel_map(kmap: KernelMap) -> KernelMap:
+    """The kernel map with inputs and outputs swapped, offset by offset: the transposed convolution's
+    map from a strided convolution's (same kernel, same step), sorted by its output rows as
+    :func:`build_kernel_map` would return it (a shift by a fixed offset keeps the key order)."""
+    return [(o, i) for i, o in kmap]

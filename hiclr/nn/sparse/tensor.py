@@ -45,14 +45,25 @@ class CoordinateContext:
     def has_stride(self, stride: int) -> bool:
         return stride in self._coords
 
-    def kernel_map(self, in_stride: int, out_stride: int, kernel_size: int, transposed: bool) -> C.KernelMap:
-        """The cached :func:`coords.build_kernel_map` between two strides of this context."""
+    def kernel_map(
+        self, in_stride: int, out_stride: int, kernel_size: int, transposed: bool, reuse: bool = True
+    ) -> C.KernelMap:
+        """The cached :func:`coords.build_kernel_map` between two strides of this context.
+
+        With ``reuse`` (the result is the same either way), a transposed map reverses the strided
+        map between the same two strides when that one is cached (a U-Net's decoder reuses its
+        encoder's maps), and a submanifold map mirrors half of its offsets."""
         key = (in_stride, out_stride, kernel_size, transposed)
         if key not in self._kmaps:
+            mirror = (out_stride, in_stride, kernel_size, False)
+            if reuse and transposed and mirror in self._kmaps:
+                self._kmaps[key] = C.reverse_kernel_map(self._kmaps[mirror])
+                return self._kmaps[key]
             step = out_stride if transposed else in_stride
-            self._kmaps[key] = C.build_kernel_map(
-                self.keys(in_stride), self.keys(out_stride), kernel_size, step, transposed
-            )
+            with torch.profiler.record_function("hiclr::kernel_map"):  # named in profiles; ~1 µs otherwise
+                self._kmaps[key] = C.build_kernel_map(
+                    self.keys(in_stride), self.keys(out_stride), kernel_size, step, transposed, reuse
+                )
         return self._kmaps[key]
 
 

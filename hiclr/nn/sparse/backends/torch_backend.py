@@ -1,36 +1,110 @@
-"""The pure-PyTorch backend: sorted keys + searchsorted kernel maps, gather → matmul → scatter-add.
+"""The pure-PyTorch backend: sorted keys + searchsorted kernel maps, then one of two algorithms.
 
 It runs wherever PyTorch runs (CPU and GPU) and is the reference the other backends are tested
-against. Kernel maps come from :meth:`CoordinateContext.kernel_map` and are cached there.
+against. Kernel maps come from :meth:`CoordinateContext.kernel_map` and are cached there, so the
+backward pass reuses the forward's maps.
 
-The convolution is one autograd function with a hand-written backward: letting autograd
-differentiate the per-offset gathers would allocate and sum one full-size (N_in, C_in) gradient
-per kernel offset (27 per layer); here each offset adds its rows into one buffer.
+Two algorithms compute the same convolution (``HICLR_TORCH_CONV`` or :func:`settings` picks one):
+
+- ``offsets`` (the default): per kernel offset, gather the input rows, one GEMM, scatter-add into
+  the output (``index_add_``). Few FLOPs, but three kernels per offset: 27 × 3 per layer and pass.
+- ``table``: a neighbour table (N_out, K') of input rows per output (a zero row where a neighbour is
+  missing) turns the layer into one gather and one GEMM of width K'·C_in with no scatter at all;
+  the input gradient is the same with the transposed table (N_in, K'), and the weight gradient one
+  GEMM. It does the work of every table slot, occupied or not, so a layer uses it only when at
+  least ``table_min_density`` of its slots are occupied (the kernel-2 transposed convolutions,
+  one input per output, 1/8 full, stay on ``offsets``). Gathers are split into row blocks of at
+  most ``table_block`` elements to bound memory.
+
+Measured on CPU (``benchmarks/profile_torch_conv.py``): ``offsets`` is the faster one there; the
+GPU comparison is the purpose of ``table`` and is part of ``benchmarks/gpu_throughput.sh``.
+
+Both are one autograd function with a hand-written backward: letting autograd differentiate the
+per-offset gathers would allocate and sum one full-size (N_in, C_in) gradient per kernel offset.
 
 Mixed precision. Under ``torch.autocast`` (bf16 or fp16, CPU or CUDA) the GEMMs run in the autocast
 dtype, as ``torch.mm`` does there, but the sums over kernel offsets (forward output, input gradient)
-and the weight gradient are accumulated in float32 and rounded once; the output is in the autocast
-dtype, the gradients in the dtypes of the inputs. float64 inputs are never cast (as autocast).
+and the weight gradient are accumulated in float32 and rounded once (``table``: inside the GEMM,
+which accumulates in float32); the output is in the autocast dtype, the gradients in the dtypes of
+the inputs. float64 inputs are never cast (as autocast).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
 import torch
 from torch import Tensor
 
+from hiclr.errors import HiclrError
 from hiclr.nn.sparse.coords import KernelMap
 
 _LOW = (torch.float16, torch.bfloat16)
+ALGORITHMS = ("offsets", "table")
+SCATTERS = ("index_add", "index_put")
+
+
+@dataclass(frozen=True)
+class ConvSettings:
+    """How the ``torch`` backend runs a convolution (see the module docstring).
+
+    Attributes:
+        algorithm: ``offsets`` or ``table``.
+        scatter: the scatter-add of ``offsets``: ``index_add`` (``index_add_``, measured 1.3-5x
+            faster than ``index_put_(accumulate=True)`` on CPU with torch 2.14, and the fast one on
+            CUDA) or ``index_put`` (kept to measure against).
+        table_min_density: ``table`` only: the least fraction of occupied table slots for which a
+            layer uses the table.
+        table_block: ``table`` only: the most elements one gathered block may hold.
+        reuse_maps: build kernel maps from maps already built (transposed = reversed strided,
+            submanifold offsets mirrored; :meth:`CoordinateContext.kernel_map`). Same maps.
+    """
+
+    algorithm: str = "offsets"
+    scatter: str = "index_add"
+    table_min_density: float = 0.25
+    table_block: int = 1 << 26
+    reuse_maps: bool = True
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise HiclrError(
+                f"HICLR_TORCH_CONV={self.algorithm!r} is not a torch-backend algorithm",
+                f"use one of: {', '.join(ALGORITHMS)}",
+            )
+        if self.scatter not in SCATTERS:
+            raise HiclrError(f"unknown scatter {self.scatter!r}", f"use one of: {', '.join(SCATTERS)}")
+        if not 0.0 <= self.table_min_density <= 1.0 or self.table_block < 1:
+            raise HiclrError("table_min_density must be in [0, 1] and table_block >= 1", "fix the setting")
+
+
+_settings = ConvSettings(algorithm=os.environ.get("HICLR_TORCH_CONV", "offsets"))
+
+
+def current_settings() -> ConvSettings:
+    return _settings
+
+
+@contextmanager
+def settings(**changes) -> Iterator[ConvSettings]:
+    """Run the ``torch`` backend with some :class:`ConvSettings` fields changed, then restore them."""
+    global _settings
+    old = _settings
+    _settings = replace(old, **changes)
+    try:
+        yield _settings
+    finally:
+        _settings = old
 
 
 def add_rows_(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
-    """``out[index[j]] += rows[j]`` in place (repeated indices accumulate).
-
-    On CPU, ``index_put_(accumulate=True)`` is several times faster than ``index_add_`` (measured
-    5-10x at 2-77 k rows, benchmarks/bench_backbone.py); on CUDA ``index_add_`` is the fast one."""
-    if out.is_cuda:
-        return out.index_add_(0, index, rows)
-    return out.index_put_((index,), rows, accumulate=True)
+    """``out[index[j]] += rows[j]`` in place (repeated indices accumulate)."""
+    if _settings.scatter == "index_put":
+        return out.index_put_((index,), rows, accumulate=True)
+    return out.index_add_(0, index, rows)
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -91,13 +165,117 @@ class _SparseConvFunction(torch.autograd.Function):
         return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None, None, None)
 
 
+@dataclass(frozen=True)
+class KernelTable:
+    """A kernel map as dense neighbour tables over the offsets that have pairs.
+
+    Attributes:
+        offsets: (K',) int64 kernel-offset indices with at least one pair, ascending.
+        rows_in: (N_out, K') int64: the input row output ``o`` reads at offset ``offsets[j]``,
+            ``N_in`` (a zero row) where there is none.
+        rows_out: (N_in, K') int64: the output row input ``i`` feeds at ``offsets[j]``, ``N_out``
+            where there is none (the transposed table, for the input gradient).
+        density: the fraction of ``rows_in`` slots that hold a pair.
+    """
+
+    offsets: Tensor
+    rows_in: Tensor
+    rows_out: Tensor
+    density: float
+
+
+def kernel_table(kmap: KernelMap, n_in: int, n_out: int) -> KernelTable:
+    """The :class:`KernelTable` of a kernel map between ``n_in`` input and ``n_out`` output rows.
+
+    Within one offset an output reads at most one input and an input feeds at most one output
+    (coordinates are unique), so both tables are well defined."""
+    used = [k for k, (i, _) in enumerate(kmap) if i.numel() > 0]
+    device = kmap[0][0].device
+    rows_in = torch.full((n_out, len(used)), n_in, dtype=torch.long, device=device)
+    rows_out = torch.full((n_in, len(used)), n_out, dtype=torch.long, device=device)
+    pairs = 0
+    for j, k in enumerate(used):
+        i, o = kmap[k]
+        rows_in[o, j] = i
+        rows_out[i, j] = o
+        pairs += i.numel()
+    density = pairs / max(1, n_out * len(used))
+    return KernelTable(torch.tensor(used, dtype=torch.long, device=device), rows_in, rows_out, density)
+
+
+def _padded(x: Tensor) -> Tensor:
+    """``x`` with one zero row appended (the row missing neighbours read)."""
+    return torch.cat([x, x.new_zeros(1, x.shape[1])])
+
+
+def _row_blocks(rows: int, width: int) -> Iterator[slice]:
+    """Row slices whose gathered blocks (rows × ``width``) hold at most ``table_block`` elements."""
+    step = max(1, _settings.table_block // max(1, width))
+    for s in range(0, rows, step):
+        yield slice(s, min(rows, s + step))
+
+
+def _gathered(x: Tensor, table: Tensor) -> Tensor:
+    """(R, K'·C): row ``r`` is ``x[table[r, 0]], …, x[table[r, K'-1]]`` side by side."""
+    return x.index_select(0, table.reshape(-1)).view(table.shape[0], -1)
+
+
+def _table_gemm(x: Tensor, table: Tensor, weight: Tensor) -> Tensor:
+    """``_gathered(x, table) @ weight`` in row blocks; ``x`` zero-padded (N + 1, C), ``weight`` (K'·C, C_out)."""
+    out = x.new_empty(table.shape[0], weight.shape[1])
+    for b in _row_blocks(table.shape[0], table.shape[1] * x.shape[1]):
+        out[b] = _gathered(x, table[b]) @ weight
+    return out
+
+
+class _TableConvFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats: Tensor, weight: Tensor, table: KernelTable) -> Tensor:
+        """The convolution of :class:`_SparseConvFunction` through a :class:`KernelTable`."""
+        dtype = compute_dtype(feats)
+        ctx.table, ctx.dtypes = table, (feats.dtype, weight.dtype)
+        f, w = feats.to(dtype), weight.to(dtype)
+        ctx.save_for_backward(f, w)
+        wk = w.index_select(0, table.offsets)  # (K', C_in, C_out)
+        return _table_gemm(_padded(f), table.rows_in, wk.reshape(-1, w.shape[2]))
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        f, w = ctx.saved_tensors
+        table = ctx.table
+        acc = _accumulate_dtype(f.dtype)
+        g = grad_out.to(f.dtype).contiguous()
+        wk = w.index_select(0, table.offsets)
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = grad_w = None
+        if need_x:  # grad_x[i] = Σ_j g[rows_out[i, j]] @ w[offsets[j]]ᵀ: the transposed table
+            grad_x = _table_gemm(_padded(g), table.rows_out, wk.transpose(1, 2).reshape(-1, w.shape[1]))
+        if need_w:  # grad_w[offsets[j]] = Σ_o f[rows_in[o, j]]ᵀ g[o]
+            fp, rows_in = _padded(f), table.rows_in
+            flat = torch.zeros(rows_in.shape[1] * f.shape[1], w.shape[2], dtype=acc, device=w.device)
+            for b in _row_blocks(rows_in.shape[0], flat.shape[0]):
+                flat += (_gathered(fp, rows_in[b]).T @ g[b]).to(acc)
+            grad_w = torch.zeros(w.shape, dtype=acc, device=w.device)
+            grad_w[table.offsets] = flat.view(-1, w.shape[1], w.shape[2])
+        x_dtype, w_dtype = ctx.dtypes
+        return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None)
+
+
 class TorchBackend:
     name = "torch"
 
     def conv(self, x, weight: Tensor, kernel_size: int, out_stride: int, transposed: bool) -> Tensor:
         ctx = x.context
-        kmap = ctx.kernel_map(x.stride, out_stride, kernel_size, transposed)
+        kmap = ctx.kernel_map(x.stride, out_stride, kernel_size, transposed, _settings.reuse_maps)
         n_out = ctx.coords(out_stride).shape[0]
+        if _settings.algorithm == "table":
+            key = ("torch-table", x.stride, out_stride, kernel_size, transposed)
+            table = ctx.backend_state.get(key)
+            if table is None:
+                with torch.profiler.record_function("hiclr::kernel_table"):
+                    table = ctx.backend_state[key] = kernel_table(kmap, x.feats.shape[0], n_out)
+            if table.density >= _settings.table_min_density and table.offsets.numel() > 0:
+                return _TableConvFunction.apply(x.feats, weight, table)
         center = (kernel_size**3) // 2 if out_stride == x.stride and kernel_size % 2 == 1 else -1
         return _SparseConvFunction.apply(x.feats, weight, kmap, n_out, center)
 

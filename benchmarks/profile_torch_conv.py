@@ -1,0 +1,185 @@
+"""Where the ``torch`` backend's time goes, and what its variants change, on one scene.
+
+    python benchmarks/profile_torch_conv.py [--device cpu|cuda] [--points 150000] [--voxel-size 0.05]
+        [--repeats 3] [--threads N] [--precisions fp32,bf16] [--json FILE]
+
+MinkUNet14A forward + backward on bench_backbone.py's furnished room (150 k points, 77 k voxels at
+5 cm), as in every training step (voxelisation and kernel maps included). Variants of the backend
+(``hiclr.nn.sparse.backends.torch_backend.settings``), all in this process on the same scene and
+weights:
+
+    before      the previous release: offsets, its scatter (index_put_ on CPU, index_add_ on CUDA),
+                every kernel map searched
+    offsets     offsets with index_add_ and kernel maps reused (the default now)
+    table       the neighbour-table GEMM on layers whose table is >= 25 % full, offsets elsewhere
+    table-all   the neighbour-table GEMM on every layer
+
+Printed per variant and precision: median wall and process-CPU seconds of forward and of forward +
+backward, the ratio to ``before`` (same precision), the largest difference of the output and of the
+weight gradients from ``before`` (relative to their largest magnitude), and the profile of one
+forward + backward split into kernel maps (hiclr::kernel_map and hiclr::kernel_table ranges),
+gather (index_select / index), GEMM (mm / addmm / bmm), scatter (index_add_ / index_put_) and the
+rest (voxelisation, batch norm, ReLU, concatenation, autograd), as self time (CPU: host time,
+CUDA: device time of the kernels each op launched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_backbone import synthetic_room  # noqa: E402
+
+from hiclr.nn import PointNetwork  # noqa: E402
+from hiclr.nn.sparse.backends import torch_backend  # noqa: E402
+
+CATEGORIES = ("kernel maps", "gather", "GEMM", "scatter", "other")
+_OPS = {
+    "gather": ("aten::index_select", "aten::index", "aten::gather"),
+    "GEMM": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation"),
+    "scatter": ("aten::index_add_", "aten::_index_put_impl_", "aten::scatter_add_"),
+}
+_RANGES = ("hiclr::kernel_map", "hiclr::kernel_table")
+
+
+def variants(device: torch.device) -> dict[str, dict]:
+    """The :func:`torch_backend.settings` changes of each variant."""
+    before = "index_add" if device.type == "cuda" else "index_put"
+    return {
+        "before": {"algorithm": "offsets", "scatter": before, "reuse_maps": False},
+        "offsets": {"algorithm": "offsets", "scatter": "index_add"},
+        "table": {"algorithm": "table"},
+        "table-all": {"algorithm": "table", "table_min_density": 0.0},
+    }
+
+
+def step(net: PointNetwork, pts: torch.Tensor, feats: torch.Tensor, amp: bool, backward: bool) -> torch.Tensor:
+    net.zero_grad(set_to_none=True)
+    with torch.set_grad_enabled(backward), torch.autocast(pts.device.type, torch.bfloat16, enabled=amp):
+        out = net([pts], [feats])[0]
+        if backward:
+            out.float().sum().backward()
+    return out.detach().float()
+
+
+def timed(net, pts, feats, amp: bool, backward: bool, repeats: int) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of one step over ``repeats`` runs after one warm-up."""
+    walls, cpus = [], []
+    for i in range(repeats + 1):
+        sync(pts.device)
+        w0, c0 = time.perf_counter(), time.process_time()
+        step(net, pts, feats, amp, backward)
+        sync(pts.device)
+        if i:
+            walls.append(time.perf_counter() - w0)
+            cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def category(event) -> str:  # type: ignore[no-untyped-def]
+    """The category of a profiler event: its outermost hiclr range if any, else its op name."""
+    parent = event
+    while parent is not None:
+        if parent.name in _RANGES:
+            return "kernel maps"
+        parent = parent.cpu_parent
+    for cat, names in _OPS.items():
+        if event.name in names:
+            return cat
+    return "other"
+
+
+def breakdown(net, pts, feats, amp: bool) -> dict[str, float]:
+    """Self seconds per category of one forward + backward (CUDA: device time)."""
+    cuda = pts.device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        step(net, pts, feats, amp, True)
+        sync(pts.device)
+    out = dict.fromkeys(CATEGORIES, 0.0)
+    for ev in prof.events():
+        if ev.name in _RANGES or ev.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        us = ev.self_device_time_total if cuda else ev.self_cpu_time_total
+        out[category(ev)] += us / 1e6
+    return out
+
+
+def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--points", type=int, default=150_000)
+    ap.add_argument("--voxel-size", type=float, default=0.05)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16 (autocast)")
+    ap.add_argument("--variants", default="", help="comma subset of: " + ", ".join(variants(torch.device("cpu"))))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    pts, feats = (t.to(device) for t in synthetic_room(args.points))
+    net = PointNetwork(arch="MinkUNet14A", voxel_size=args.voxel_size, backend="torch").to(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
+    print(f"MinkUNet14A torch backend, {args.points} points at {args.voxel_size} m, {where}")
+    chosen = {k: v for k, v in variants(device).items() if not args.variants or k in args.variants.split(",")}
+    if "before" not in chosen:
+        chosen = {"before": variants(device)["before"], **chosen}
+
+    rows = []
+    for prec in args.precisions.split(","):
+        amp, ref = prec == "bf16", None
+        for name, changes in chosen.items():
+            with torch_backend.settings(**changes):
+                out = step(net, pts, feats, amp, True)
+                grads = torch.cat([p.grad.flatten().float() for p in net.parameters() if p.grad is not None])
+                fwd = timed(net, pts, feats, amp, False, args.repeats)
+                both = timed(net, pts, feats, amp, True, args.repeats)
+                parts = breakdown(net, pts, feats, amp)
+            ref = ref or (out, grads)
+            rows.append({"variant": name, "precision": prec, "fwd_s": fwd[0], "fwd_cpu_s": fwd[1],
+                         "fwd_bwd_s": both[0], "fwd_bwd_cpu_s": both[1], "profile_s": parts,
+                         "out_diff": max_rel(out, ref[0]), "grad_diff": max_rel(grads, ref[1])})
+            print(f"  {prec} {name}: fwd+bwd {both[0]:.3f} s", flush=True)
+
+    clock = "cpu" if device.type == "cpu" else ""
+    key = "fwd_bwd_cpu_s" if clock else "fwd_bwd_s"
+    print(f"\n{'variant':10s} {'prec':5s} {'fwd s':>7s} {'f+b s':>7s} {'ratio':>6s} "
+          + " ".join(f"{c:>11s}" for c in CATEGORIES) + f" {'out diff':>9s} {'grad diff':>9s}")
+    for r in rows:
+        base = next(b for b in rows if b["variant"] == "before" and b["precision"] == r["precision"])
+        total = sum(r["profile_s"].values()) or 1.0
+        r["ratio_to_before"] = r[key] / base[key]
+        t_f, t_fb = (r["fwd_cpu_s"], r["fwd_bwd_cpu_s"]) if clock else (r["fwd_s"], r["fwd_bwd_s"])
+        print(f"{r['variant']:10s} {r['precision']:5s} {t_f:7.3f} {t_fb:7.3f} {r['ratio_to_before']:6.2f} "
+              + " ".join(f"{r['profile_s'][c]:6.3f} {100 * r['profile_s'][c] / total:3.0f}%" for c in CATEGORIES)
+              + f" {r['out_diff']:9.1e} {r['grad_diff']:9.1e}")
+    print(f"seconds: {'process CPU' if clock else 'wall'} seconds, median of {args.repeats}; ratio: forward + backward "
+          "against 'before' in the same precision; category columns: self seconds in one profiled forward + "
+          f"backward ({'host' if clock else 'device'} time) and their share; diffs: largest |difference| from "
+          "'before' over the largest |value| (output, weight gradients)")
+    if args.json:
+        args.json.write_text(json.dumps({"device": where, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The ``torch`` backend's two algorithms and two scatters compute the same network.
+
+``tests/nn/test_conv_dense.py`` checks each convolution of the ``table`` algorithm against a dense
+conv3d; here: the neighbour tables by hand, the density rule, and the whole MinkUNet14A (float64,
+values and every weight gradient) under every setting against the default.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hiclr.errors import HiclrError
+from hiclr.nn import PointNetwork
+from hiclr.nn.sparse import SparseTensor, conv3d
+from hiclr.nn.sparse.backends import torch_backend
+from hiclr.nn.sparse.backends.torch_backend import kernel_table
+
+
+def _line(n: int) -> SparseTensor:
+    """``n`` voxels in a row along z: (0, 0, 0, 0), (0, 0, 0, 1), ..."""
+    z = torch.arange(n, dtype=torch.int32)
+    coords = torch.stack([z * 0, z * 0, z * 0, z], 1)
+    return SparseTensor.from_coords(coords, torch.ones(n, 1))
+
+
+def test_kernel_table_of_a_line_by_hand():
+    """Three voxels along z, kernel 3: only the offsets (0, 0, -1), (0, 0, 0), (0, 0, 1) (indices
+    12, 13, 14 with z fastest) have pairs; voxel 0 has no neighbour below, voxel 2 none above."""
+    x = _line(3)
+    kmap = x.context.kernel_map(1, 1, 3, False)
+    t = kernel_table(kmap, 3, 3)
+    assert t.offsets.tolist() == [12, 13, 14]
+    assert t.rows_in.tolist() == [[3, 0, 1], [0, 1, 2], [1, 2, 3]]  # 3 = the zero row
+    assert t.rows_out.tolist() == [[1, 0, 3], [2, 1, 0], [3, 2, 1]]
+    assert t.density == pytest.approx(7 / 9)
+
+
+def test_density_rule_keeps_sparse_layers_on_offsets():
+    """A full 4³ cube: the kernel-2 strided convolution reads all 8 inputs of each output (table
+    full), the transposed one back reads one input per output at one of 8 offsets (1/8 full, under
+    the default 0.25): it runs on ``offsets`` unless the threshold is 0."""
+    coords = torch.cartesian_prod(*[torch.arange(n) for n in (1, 4, 4, 4)]).to(torch.int32)
+    torch.manual_seed(0)
+    x = SparseTensor.from_coords(coords, torch.randn(64, 2))
+    w_down, w_up = torch.randn(8, 2, 3), torch.randn(8, 3, 2)
+    ref = conv3d(conv3d(x, w_down, kernel_size=2, stride=2), w_up, kernel_size=2, stride=2, transposed=True)
+    for threshold in (0.25, 0.0):
+        with torch_backend.settings(algorithm="table", table_min_density=threshold):
+            down = conv3d(x, w_down, kernel_size=2, stride=2)
+            up = conv3d(down, w_up, kernel_size=2, stride=2, transposed=True)
+        torch.testing.assert_close(up.feats, ref.feats, rtol=1e-5, atol=1e-5)
+    density = {key[1:]: t.density for key, t in x.context.backend_state.items() if key[0] == "torch-table"}
+    assert density == {(1, 2, 2, False): 1.0, (2, 1, 2, True): 1 / 8}
+
+
+@pytest.mark.parametrize(
+    "key", [(1, 1, 3, False), (1, 1, 5, False), (2, 2, 3, False), (1, 2, 2, False), (2, 1, 2, True), (2, 1, 3, True)]
+)
+def test_reused_kernel_maps_equal_searched_ones(key):
+    """Mirrored submanifold offsets and transposed maps reversed from strided ones are the maps a
+    full search gives: the same pairs, in the same order, offset by offset."""
+    g = torch.Generator().manual_seed(3)
+    coords = (torch.rand(2, 10, 10, 10, generator=g) < 0.3).nonzero().to(torch.int32)
+    reused = SparseTensor.from_coords(coords, torch.ones(len(coords), 1)).context
+    searched = SparseTensor.from_coords(coords, torch.ones(len(coords), 1)).context
+    in_s, out_s, k, transposed = key
+    if transposed:  # the encoder's strided map comes first, as in a U-Net
+        reused.kernel_map(out_s, in_s, k, False)
+    got = reused.kernel_map(*key)
+    want = searched.kernel_map(*key, reuse=False)
+    assert len(got) == len(want) == k**3 and sum(i.numel() for i, _ in want) > 0
+    for (gi, go), (wi, wo) in zip(got, want):
+        assert torch.equal(gi, wi) and torch.equal(go, wo)
+
+
+def test_settings_are_restored_and_checked():
+    before = torch_backend.current_settings()
+    with torch_backend.settings(algorithm="table", scatter="index_put") as s:
+        assert torch_backend.current_settings() is s and s.algorithm == "table"
+    assert torch_backend.current_settings() is before
+    with pytest.raises(HiclrError, match="HICLR_TORCH_CONV='gemm'"):
+        torch_backend.ConvSettings(algorithm="gemm")
+    with pytest.raises(HiclrError):
+        torch_backend.ConvSettings(scatter="atomic")
+
+
+def _room(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    floor = torch.rand(n // 2, 3, generator=g) * torch.tensor([3.0, 2.0, 0.0])
+    box = torch.rand(n - n // 2, 3, generator=g) * torch.tensor([0.8, 0.8, 0.8]) + torch.tensor([1.0, 0.5, 0.0])
+    return torch.cat([floor, box]).double(), (torch.rand(n, 3, generator=g) * 2 - 1).double()
+
+
+def _run(net: PointNetwork, pts, fts) -> tuple[torch.Tensor, torch.Tensor]:
+    net.zero_grad(set_to_none=True)
+    rows, _, _ = net.forward_rows([pts], [fts])
+    (rows * torch.randn(rows.shape, generator=torch.Generator().manual_seed(5), dtype=rows.dtype)).sum().backward()
+    return rows.detach(), torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"algorithm": "table"}, {"algorithm": "table", "table_min_density": 0.0, "table_block": 4096}, {"scatter": "index_put"}],
+    ids=["table", "table-everywhere-blocked", "index_put"],
+)
+def test_minkunet_is_the_same_under_every_setting(changes):
+    torch.manual_seed(0)
+    net = PointNetwork("MinkUNet14A", 3, 32, voxel_size=0.05, backend="torch").double().eval()
+    pts, fts = _room(4000, 0)
+    ref_out, ref_grad = _run(net, pts, fts)
+    with torch_backend.settings(**changes):
+        out, grad = _run(net, pts, fts)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-9)
