@@ -37,9 +37,10 @@ step "autocast tests of the torch backend (CPU bf16) and the dense-conv equivale
 python3 -m pytest -q tests/nn/test_amp.py tests/nn/test_conv_dense.py tests/nn/test_torch_algorithms.py 2>&1 | tail -n 3
 step "the torch backend's profile and variants (before / offsets / table / table-all), fp32 and bf16"
 python3 benchmarks/profile_torch_conv.py --device cuda --repeats 5 --precisions fp32,bf16 --json "$OUT/profile_torch_conv.json"
-BACKENDS=torch,torch:table; python3 -c "import spconv" 2>/dev/null && BACKENDS=torch,torch:table,spconv
-step "backbone forward+backward (MinkUNet14A, 150k points, 5 cm), $BACKENDS"
-python3 benchmarks/bench_backbone.py --device cuda --repeats 5 --backends "${BACKENDS//,torch:table/}" --precisions fp32,bf16
+BACKENDS=torch:before,torch,torch:table; python3 -c "import spconv" 2>/dev/null && BACKENDS=torch:before,torch,torch:table,spconv
+BB=torch; python3 -c "import spconv" 2>/dev/null && BB=torch,spconv
+step "backbone forward+backward (MinkUNet14A, 150k points, 5 cm), $BB"
+python3 benchmarks/bench_backbone.py --device cuda --repeats 5 --backends "$BB" --precisions fp32,bf16
 step "whole training step, batch 8, $BACKENDS x fp32,bf16"
 python3 benchmarks/train_throughput.py --device cuda --backends "$BACKENDS" --precisions fp32,bf16 \
   --batch-size 8 --steps 10 --warmup 3 --workers 4 --json "$OUT/train_throughput.json"

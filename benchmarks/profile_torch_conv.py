@@ -15,7 +15,7 @@ weights:
     table-all   the neighbour-table GEMM on every layer
 
 Printed per variant and precision: median wall and process-CPU seconds of forward and of forward +
-backward, the ratio to ``before`` (same precision), the largest difference of the output and of the
+backward (the variants take turns, one step each per round), the ratio to ``before`` (same precision), the largest difference of the output and of the
 weight gradients from ``before`` (relative to their largest magnitude), and the profile of one
 forward + backward split into kernel maps (hiclr::kernel_map and hiclr::kernel_table ranges),
 gather (index_select / index), GEMM (mm / addmm / bmm), scatter (index_add_ / index_put_) and the
@@ -70,18 +70,24 @@ def step(net: PointNetwork, pts: torch.Tensor, feats: torch.Tensor, amp: bool, b
     return out.detach().float()
 
 
-def timed(net, pts, feats, amp: bool, backward: bool, repeats: int) -> tuple[float, float]:
-    """Median (wall, process CPU) seconds of one step over ``repeats`` runs after one warm-up."""
-    walls, cpus = [], []
-    for i in range(repeats + 1):
-        sync(pts.device)
-        w0, c0 = time.perf_counter(), time.process_time()
-        step(net, pts, feats, amp, backward)
-        sync(pts.device)
-        if i:
-            walls.append(time.perf_counter() - w0)
-            cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus)
+def timed(net, pts, feats, amp: bool, chosen: dict[str, dict], repeats: int) -> dict[str, dict[str, float]]:
+    """Median wall and process-CPU seconds of forward and of forward + backward per variant.
+
+    The variants take turns (one step each per round, ``repeats`` rounds after a warm-up round), so
+    a slow spell of a shared machine falls on all of them alike."""
+    times: dict[str, dict[str, list[float]]] = {n: {"fwd_s": [], "fwd_cpu_s": [], "fwd_bwd_s": [], "fwd_bwd_cpu_s": []} for n in chosen}
+    for r in range(repeats + 1):
+        for name, changes in chosen.items():
+            for backward, key in ((False, "fwd"), (True, "fwd_bwd")):
+                with torch_backend.settings(**changes):
+                    sync(pts.device)
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    step(net, pts, feats, amp, backward)
+                    sync(pts.device)
+                if r:
+                    times[name][f"{key}_s"].append(time.perf_counter() - w0)
+                    times[name][f"{key}_cpu_s"].append(time.process_time() - c0)
+    return {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
 
 
 def sync(device: torch.device) -> None:
@@ -151,14 +157,13 @@ def main() -> None:
             with torch_backend.settings(**changes):
                 out = step(net, pts, feats, amp, True)
                 grads = torch.cat([p.grad.flatten().float() for p in net.parameters() if p.grad is not None])
-                fwd = timed(net, pts, feats, amp, False, args.repeats)
-                both = timed(net, pts, feats, amp, True, args.repeats)
                 parts = breakdown(net, pts, feats, amp)
             ref = ref or (out, grads)
-            rows.append({"variant": name, "precision": prec, "fwd_s": fwd[0], "fwd_cpu_s": fwd[1],
-                         "fwd_bwd_s": both[0], "fwd_bwd_cpu_s": both[1], "profile_s": parts,
+            rows.append({"variant": name, "precision": prec, "profile_s": parts,
                          "out_diff": max_rel(out, ref[0]), "grad_diff": max_rel(grads, ref[1])})
-            print(f"  {prec} {name}: fwd+bwd {both[0]:.3f} s", flush=True)
+        for name, t in timed(net, pts, feats, amp, chosen, args.repeats).items():
+            next(r for r in rows if r["variant"] == name and r["precision"] == prec).update(t)
+        print(f"  {prec} measured", flush=True)
 
     clock = "cpu" if device.type == "cpu" else ""
     key = "fwd_bwd_cpu_s" if clock else "fwd_bwd_s"

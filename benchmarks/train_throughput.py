@@ -1,6 +1,6 @@
 """The whole training step as `hiclr train` pays it, per sparse backend and precision.
 
-    python benchmarks/train_throughput.py [--device cpu|cuda] [--backends torch,torch:table,spconv]
+    python benchmarks/train_throughput.py [--device cpu|cuda] [--backends torch,torch:table,torch:before,spconv]
         [--precisions fp32,bf16] [--scenes 8] [--points 150000] [--batch-size B] [--steps S]
         [--workers W] [--work DIR]
 
@@ -46,6 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbone import room_surfaces
+from profile_torch_conv import variants
 
 import hiclr.nn.network as network_module
 from hiclr.nn.sparse.backends import torch_backend
@@ -251,7 +252,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--backends", default="", help="comma list (default: torch, + spconv on CUDA when installed); "
-                    "torch:table is the torch backend with its table algorithm")
+                    "torch:before, torch:table, torch:table-all: the torch backend's variants of profile_torch_conv.py")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--arch", default="MinkUNet14A")
     ap.add_argument("--scenes", type=int, default=8, help="scenes in the benchmark store")
@@ -282,9 +283,9 @@ def main() -> None:
     results = []
     for backend in backends:
         for precision in [p for p in args.precisions.split(",") if p]:
-            name_, _, algorithm = backend.partition(":")  # torch:table = the torch backend's table algorithm
+            name_, _, variant = backend.partition(":")  # torch:table etc.: profile_torch_conv.py's variants
             try:
-                with torch_backend.settings(**({"algorithm": algorithm} if algorithm else {})):
+                with torch_backend.settings(**(variants(device)[variant] if variant else {})):
                     results.append({**run_config(store, args, name_, precision, device), "backend": backend})
             except Exception as exc:  # noqa: BLE001 - report a failing configuration and go on
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
