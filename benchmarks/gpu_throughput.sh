@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU check for training throughput (issue 13): spconv install from carried wheels,
 # spconv-vs-torch and bf16-vs-fp32 equivalence on CUDA, the backbone per backend and precision, and
-# the whole training step per backend and precision. Needs torch + numpy + the repo on PYTHONPATH.
+# the torch backend's variants (profile_torch_conv.py), and the whole training step per backend and precision.
+# Needs torch + numpy + the repo on PYTHONPATH.
 #
 #   benchmarks/gpu_throughput.sh            (OUT=dir for the JSON results; default gpu_out)
 #
