@@ -36,10 +36,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import synthetic_room  # noqa: E402
+from bench_backbone import synthetic_room
 
-from hiclr.nn import PointNetwork  # noqa: E402
-from hiclr.nn.sparse.backends import torch_backend  # noqa: E402
+from hiclr.nn import PointNetwork
+from hiclr.nn.sparse.backends import torch_backend
 
 CATEGORIES = ("kernel maps", "gather", "GEMM", "scatter", "other")
 _OPS = {
