@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One prepared GPU check: environment, CPU<->CUDA equivalence, speed benchmarks, and the learning
 # benchmark (Table 2's five rows, like for like, two noise settings) on stores prepared on a CPU
-# machine first (the GPU machine has no open3d):
-#   python benchmarks/learning.py --work WORK --rooms 32 --val-rooms 8 --prepare-only   # here, then carry WORK
+# machine first (rendering the synthetic views needs open3d):
+#   python benchmarks/learning.py --work WORK --rooms 32 --val-rooms 8 --prepare-only
+# Measured: those stores take 978 MB, more than a device-tool call can carry (64 MiB), so WORK must
+# reach the GPU machine another way (a shared disk), or open3d must be installed there.
 # Needs only torch + numpy + the repo on PYTHONPATH (open_clip for the MaskCLIP benchmark).
 # Usage: benchmarks/gpu_check.sh WORK [EPOCHS]
 set -uo pipefail
