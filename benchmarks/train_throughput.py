@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--device cpu|cuda] [--backends torch,torch:table,torch:before,spconv]
         [--precisions fp32,bf16] [--scenes 8] [--points 150000] [--batch-size B] [--steps S]
-        [--workers W] [--work DIR]
+        [--workers W] [--work DIR] [--compile]
 
 A store of ScanNet-sized synthetic scenes is written once under ``--work`` (reused while its
 settings match): each a furnished room (bench_backbone.py's surfaces, ≈150 k points, 77 k voxels at
@@ -192,6 +192,8 @@ def run_config(store: Store, args: argparse.Namespace, backend: str, precision: 
     for m in (model.intra, model.inter):
         if m is not None:
             clock.hook(m, "transf.")
+            if args.compile:  # the hooks stay outside the compiled forward; compiling falls in the warm-up
+                m.forward = torch.compile(m.forward, dynamic=True)
     network_module.voxelize = clock.wrap("voxelise", _voxelize)
     CoordinateContext.kernel_map = clock.wrap("kmaps", _kernel_map)  # type: ignore[method-assign]
     try:
@@ -265,6 +267,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=TrainConfig.workers, help="DataLoader workers (train.workers)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--work", type=Path, default=Path("/tmp/hiclr-bench"), help="folder of the cached store")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the transformers' forward (dynamic shapes)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -286,19 +289,20 @@ def main() -> None:
             name_, _, variant = backend.partition(":")  # torch:table etc.: profile_torch_conv.py's variants
             try:
                 with torch_backend.settings(**(variants(device)[variant] if variant else {})):
-                    results.append({**run_config(store, args, name_, precision, device), "backend": backend})
+                    results.append({**run_config(store, args, name_, precision, device),
+                                    "backend": backend + ("+compile" if args.compile else "")})
             except Exception as exc:  # noqa: BLE001 - report a failing configuration and go on
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
     if not results:
         sys.exit(1)
     base = results[0]["step_s"] / results[0]["scenes"]
-    head = f"{'backend':11s} {'prec':5s} {'step s':>7s} " + " ".join(f"{s:>8s}" for s in STAGES)
+    head = f"{'backend':14s} {'prec':5s} {'step s':>7s} " + " ".join(f"{s:>8s}" for s in STAGES)
     print(head + f" {'cpu s':>7s} {'load 1':>7s} {'scenes/s':>8s} {'peak GB':>7s} {'ScanNet h':>9s} {'ratio':>6s}")
     for r in results:
         per_scene = r["step_s"] / r["scenes"]
         hours = per_scene * SCANNET_SCENE_STEPS / 3600
         r.update(scenes_per_s=1 / per_scene, scannet_hours=hours, ratio_to_first=per_scene / base)
-        print(f"{r['backend']:11s} {r['precision']:5s} {r['step_s']:7.2f} "
+        print(f"{r['backend']:14s} {r['precision']:5s} {r['step_s']:7.2f} "
               + " ".join(f"{r['stages'][s]:8.3f}" for s in STAGES)
               + f" {r['cpu_s']:7.2f} {r['load_in_process_s']:7.3f} {1 / per_scene:8.3f} {r['peak_gb']:7.2f} {hours:9.1f} {per_scene / base:6.2f}")
     print(f"stage columns: wall seconds per step; cpu s: CPU seconds of the training process per step (on a "
