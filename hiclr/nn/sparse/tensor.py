@@ -55,9 +55,9 @@ class CoordinateContext:
         encoder's maps), and a submanifold map mirrors half of its offsets."""
         key = (in_stride, out_stride, kernel_size, transposed)
         if key not in self._kmaps:
-            mirror = (out_stride, in_stride, kernel_size, False)
-            if reuse and transposed and mirror in self._kmaps:
-                self._kmaps[key] = C.reverse_kernel_map(self._kmaps[mirror])
+            strided = (out_stride, in_stride, kernel_size, False)
+            if reuse and transposed and strided in self._kmaps:
+                self._kmaps[key] = C.reverse_kernel_map(self._kmaps[strided])
                 return self._kmaps[key]
             step = out_stride if transposed else in_stride
             with torch.profiler.record_function("hiclr::kernel_map"):  # named in profiles; ~1 µs otherwise
