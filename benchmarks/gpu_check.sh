@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU check: environment, CPU<->CUDA equivalence, speed benchmarks, and the learning
-# benchmark (Table 2's five rows, like for like, two noise settings) on stores prepared on a CPU
-# machine first (rendering the synthetic views needs open3d):
-#   python benchmarks/learning.py --work WORK --rooms 32 --val-rooms 8 --prepare-only
-# Measured: those stores take 978 MB, more than a device-tool call can carry (64 MiB), so WORK must
-# reach the GPU machine another way (a shared disk), or open3d must be installed there.
+# benchmark (Table 2's five rows, like for like, two noise settings). learning.py prepares its stores
+# under WORK when they are missing; without open3d (the lent GPU machine) the synthetic views are ray
+# cast by hiclr's torch ray caster. Stores prepared elsewhere take 978 MB (32 + 8 rooms), more than a
+# device-tool call can carry (64 MiB), so let the GPU machine prepare them.
 # Needs only torch + numpy + the repo on PYTHONPATH (open_clip for the MaskCLIP benchmark).
 # Usage: benchmarks/gpu_check.sh WORK [EPOCHS]
 set -uo pipefail

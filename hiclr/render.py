@@ -1,4 +1,5 @@
-"""Ray-cast rendering of triangle meshes with open3d's ``RaycastingScene`` (CPU, headless).
+"""Ray-cast rendering of triangle meshes with open3d's ``RaycastingScene`` (CPU, headless), or
+without open3d by :class:`TorchRaycaster` (Möller–Trumbore in PyTorch, on a GPU when there is one).
 
 Camera model (the one ScanNet and the rest of hiclr use): pinhole intrinsics ``K`` (3,3) in pixels,
 camera-to-world pose (4,4) in the OpenCV convention (x right, y down, z forward). Pixel ``(u, v)``
@@ -8,11 +9,15 @@ coordinate in the camera frame (not the ray length), in metres; 0 marks pixels w
 nothing, as in the store's depth frames.
 
 One :class:`MeshRenderer` builds the acceleration structure once and renders any number of views;
-the module-level functions are one-shot conveniences.
+the module-level functions are one-shot conveniences. ``engine="auto"`` uses open3d when it imports
+and :class:`TorchRaycaster` otherwise (a machine without open3d, such as a bare GPU server, can
+still prepare synthetic rooms); both answer the same questions (tests/test_render.py runs every
+check on both, and compares them on a furnished room).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +38,195 @@ def _open3d() -> Any:
         raise HiclrError(f"rendering views of a mesh needs open3d, which does not import ({exc})",
                          "pip install open3d (or open3d-cpu)") from exc
     return o3d
+
+
+def open3d_available() -> bool:
+    try:
+        _open3d()
+    except HiclrError:
+        return False
+    return True
+
+
+class TorchRaycaster:
+    """First hits of rays on a triangle mesh, answered as open3d's ``RaycastingScene.cast_rays`` does
+    (``t_hit`` inf, ``primitive_ids`` 2³²-1 on a miss; ``primitive_uvs`` the barycentrics of corners
+    1 and 2; ``primitive_normals`` the unit geometric normal ``(v1-v0)×(v2-v0)``).
+
+    Möller–Trumbore tests in float32 over (rays × triangles) blocks. An image of rays, shape
+    (H, W, 6), is cast in ``tile``×``tile`` pixel tiles, each against only the triangles that can
+    meet it: for a tile whose rays share an origin, triangles wholly behind the origin (along the
+    tile's mean direction) are dropped, and the rest must overlap the tile's rays in the projected
+    plane of that direction; triangles that straddle the origin's plane are always tested.
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: str | None = None,
+                 tile: int = 16, block: int = 1 << 22) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        v = torch.as_tensor(np.asarray(vertices, dtype=np.float32), device=self.device)
+        f = torch.as_tensor(np.asarray(faces, dtype=np.int64), device=self.device)
+        self.tri = v[f]  # (F, 3 corners, 3)
+        self.e1 = self.tri[:, 1] - self.tri[:, 0]
+        self.e2 = self.tri[:, 2] - self.tri[:, 0]
+        n = torch.linalg.cross(self.e1, self.e2)
+        self.normal = n / n.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        self.tile, self.block = tile, block
+
+    def cast(self, rays: np.ndarray) -> dict[str, np.ndarray]:
+        """(..., 6) rays (origin, direction) -> open3d's four answers, each of shape (...)."""
+        torch = self.torch
+        r = torch.as_tensor(np.ascontiguousarray(rays, dtype=np.float32), device=self.device)
+        shape = r.shape[:-1]
+        t = torch.full(shape, math.inf, device=self.device)
+        ids = torch.full(shape, -1, dtype=torch.long, device=self.device)
+        uv = torch.zeros(shape + (2,), device=self.device)
+        if r.dim() == 3:  # an image: tiles of nearby, same-origin rays
+            H, W = shape
+            for y in range(0, H, self.tile):
+                for x in range(0, W, self.tile):
+                    tile = (slice(y, y + self.tile), slice(x, x + self.tile))
+                    block = r[tile]
+                    tb, ib, ub = self._first_hits(block.reshape(-1, 6))
+                    t[tile], ids[tile], uv[tile] = tb.view(block.shape[:2]), ib.view(block.shape[:2]), ub.view(block.shape[:2] + (2,))
+        else:
+            flat_t, flat_ids, flat_uv = t.view(-1), ids.view(-1), uv.view(-1, 2)
+            flat = r.reshape(-1, 6)
+            for s in range(0, flat.shape[0], self.tile**2):
+                sl = slice(s, s + self.tile**2)
+                flat_t[sl], flat_ids[sl], flat_uv[sl] = self._first_hits(flat[sl])
+        return self._answers(t, ids, uv)
+
+    def _answers(self, t, ids, uv) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+        """open3d's four answers from first-hit distances, triangle ids (-1: none) and barycentrics."""
+        torch = self.torch
+        hit = ids >= 0
+        normals = torch.zeros(ids.shape + (3,), device=self.device)
+        normals[hit] = self.normal[ids[hit]]
+        prim = torch.where(hit, ids, torch.full_like(ids, 0xFFFFFFFF))
+        return {"t_hit": t.cpu().numpy(), "primitive_ids": prim.cpu().numpy().astype(np.uint32),
+                "primitive_uvs": uv.cpu().numpy(), "primitive_normals": normals.cpu().numpy()}
+
+    def _candidates(self, rays):  # type: ignore[no-untyped-def]
+        """Indices of the triangles the rays (R, 6) may hit (all of them unless they share an origin)."""
+        torch = self.torch
+        o, d = rays[0, :3], rays[:, 3:]
+        if not bool((rays[:, :3] == o).all()):
+            return torch.arange(self.tri.shape[0], device=self.device)
+        c = d.mean(0)
+        c = c / c.norm()
+        a = torch.linalg.cross(c, torch.tensor([1.0, 0.0, 0.0], device=self.device))
+        if float(a.norm()) < 1e-3:
+            a = torch.linalg.cross(c, torch.tensor([0.0, 1.0, 0.0], device=self.device))
+        a = a / a.norm()
+        b = torch.linalg.cross(c, a)
+        basis = torch.stack([a, b, c], 1)  # columns: the tile's frame
+        dz = d @ c
+        if not bool((dz > 0).all()):
+            return torch.arange(self.tri.shape[0], device=self.device)
+        dp = (d @ basis[:, :2]) / dz[:, None]  # rays in the projected plane z = 1
+        lo, hi = dp.min(0).values, dp.max(0).values
+        p = (self.tri - o) @ basis  # (F, 3, 3) corners in the tile's frame
+        z = p[..., 2]
+        front = (z > 0).all(1)
+        behind = (z <= 0).all(1)
+        q = p[..., :2] / z.clamp_min(1e-12)[..., None]
+        overlap = ((q.min(1).values <= hi) & (q.max(1).values >= lo)).all(1)
+        keep = (front & overlap) | (~front & ~behind)
+        return keep.nonzero().squeeze(1)
+
+    def cast_image(self, K: np.ndarray, cam_to_world: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
+        """:meth:`cast` of a view's :func:`pixel_rays`, with the triangles binned into pixel tiles:
+        a triangle is tested only in the tiles that the projected bounding box of its part in front
+        of the camera covers (pixel ``(u, v)``'s ray meets it only if ``(u, v)`` lies in that
+        projection); one wholly behind the camera in none."""
+        torch = self.torch
+        rays = torch.as_tensor(pixel_rays(K, cam_to_world, width, height), device=self.device)
+        Tm = torch.as_tensor(np.asarray(cam_to_world, dtype=np.float32), device=self.device)
+        pc = (self.tri - Tm[:3, 3]) @ Tm[:3, :3]  # (F, 3, 3) corners in the camera frame
+        near = 1e-4  # hits closer than 0.1 mm to the camera plane are not looked for
+        # the part of each triangle in front of the near plane: its corners there, and the points
+        # where its edges cross that plane; a pixel's ray meets the triangle only inside the
+        # projection of that part, whose bounding box is finite
+        a, b = pc, pc[:, [1, 2, 0]]
+        za, zb = a[..., 2], b[..., 2]
+        cross = (za - near) * (zb - near) < 0
+        s_ = ((near - za) / torch.where(cross, zb - za, torch.ones_like(za))).clamp(0, 1)
+        pts = torch.cat([a, a + s_[..., None] * (b - a)], 1)  # (F, 6, 3)
+        ok = torch.cat([za >= near, cross], 1)
+        zp = pts[..., 2].clamp_min(near)
+        fx, fy, cx, cy = float(K[0][0]), float(K[1][1]), float(K[0][2]), float(K[1][2])
+        u, v = fx * pts[..., 0] / zp + cx, fy * pts[..., 1] / zp + cy
+        big = torch.tensor(math.inf, device=self.device)
+        umin, umax = torch.where(ok, u, big).min(1).values, torch.where(ok, u, -big).max(1).values
+        vmin, vmax = torch.where(ok, v, big).min(1).values, torch.where(ok, v, -big).max(1).values
+        eps, n = 1e-3, self.tile
+        u0 = torch.ceil(umin - eps).clamp(0, width - 1)
+        u1 = torch.floor(umax + eps).clamp(0, width - 1)
+        v0 = torch.ceil(vmin - eps).clamp(0, height - 1)
+        v1 = torch.floor(vmax + eps).clamp(0, height - 1)
+        inside = ok.any(1) & (umax >= -eps) & (umin <= width - 1 + eps) & (vmax >= -eps) & (vmin <= height - 1 + eps)
+        f = inside.nonzero().squeeze(1)
+        tx0, tx1 = (u0[f] // n).long(), (u1[f] // n).long()
+        ty0, ty1 = (v0[f] // n).long(), (v1[f] // n).long()
+        nx, ny = -(-width // n), -(-height // n)
+        w = tx1 - tx0 + 1
+        count = w * (ty1 - ty0 + 1)
+        face = torch.repeat_interleave(f, count)
+        k = torch.arange(face.numel(), device=self.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        wk = torch.repeat_interleave(w, count)
+        tile_id = (torch.repeat_interleave(ty0, count) + k // wk) * nx + torch.repeat_interleave(tx0, count) + k % wk
+        order = torch.argsort(tile_id, stable=True)
+        face, tile_id = face[order], tile_id[order]
+        starts = torch.searchsorted(tile_id, torch.arange(nx * ny + 1, device=self.device)).tolist()
+        t = torch.full((height, width), math.inf, device=self.device)
+        ids = torch.full((height, width), -1, dtype=torch.long, device=self.device)
+        uv = torch.zeros(height, width, 2, device=self.device)
+        for ty in range(ny):
+            for tx in range(nx):
+                j = ty * nx + tx
+                cand = face[starts[j] : starts[j + 1]]
+                if cand.numel() == 0:
+                    continue
+                tile = (slice(ty * n, ty * n + n), slice(tx * n, tx * n + n))
+                block = rays[tile]
+                tb, ib, ub = self._first_hits(block.reshape(-1, 6), cand)
+                t[tile], ids[tile], uv[tile] = tb.view(block.shape[:2]), ib.view(block.shape[:2]), ub.view(block.shape[:2] + (2,))
+        return self._answers(t, ids, uv)
+
+    def _first_hits(self, rays, cand=None):  # type: ignore[no-untyped-def]
+        """(t (R,), triangle (R,) or -1, barycentrics (R, 2)) of the first hits of rays (R, 6) on
+        the triangles ``cand`` (default: those :meth:`_candidates` keeps)."""
+        torch = self.torch
+        cand = self._candidates(rays) if cand is None else cand
+        t = torch.full((rays.shape[0],), math.inf, device=self.device)
+        ids = torch.full((rays.shape[0],), -1, dtype=torch.long, device=self.device)
+        uv = torch.zeros(rays.shape[0], 2, device=self.device)
+        o, d = rays[:, None, :3], rays[:, None, 3:]
+        step = max(1, self.block // max(1, rays.shape[0]))
+        for s in range(0, cand.numel(), step):
+            f = cand[s : s + step]
+            v0, e1, e2 = self.tri[f, 0][None], self.e1[f][None], self.e2[f][None]
+            pvec = torch.linalg.cross(d.expand(-1, f.numel(), -1), e2.expand(rays.shape[0], -1, -1))
+            det = (e1 * pvec).sum(-1)
+            inv = 1.0 / torch.where(det.abs() > 1e-12, det, torch.ones_like(det))
+            tvec = o - v0
+            u = (tvec * pvec).sum(-1) * inv
+            qvec = torch.linalg.cross(tvec, e1.expand_as(tvec))
+            v = (d * qvec).sum(-1) * inv
+            tt = (e2 * qvec).sum(-1) * inv
+            ok = (det.abs() > 1e-12) & (u >= 0) & (v >= 0) & (u + v <= 1) & (tt > 0)
+            tt = torch.where(ok, tt, torch.full_like(tt, math.inf))
+            best, j = tt.min(1)
+            better = best < t
+            rows = better.nonzero().squeeze(1)
+            t[rows] = best[rows]
+            ids[rows] = f[j[rows]]
+            uv[rows, 0] = u[rows, j[rows]]
+            uv[rows, 1] = v[rows, j[rows]]
+        return t, ids, uv
 
 
 def pixel_rays(K: np.ndarray, cam_to_world: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -80,10 +274,19 @@ class RenderedView:
 class MeshRenderer:
     """A triangle mesh ready for ray casting: vertices (N,3) metres, faces (F,3) vertex indices."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
-        o3d = _open3d()
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, engine: str = "auto") -> None:
+        """``engine``: ``open3d``, ``torch`` (:class:`TorchRaycaster`), or ``auto`` (open3d when it imports)."""
+        if engine not in ("auto", "open3d", "torch"):
+            raise HiclrError(f"unknown ray-casting engine {engine!r}", "use auto, open3d or torch")
         self.vertices = np.ascontiguousarray(vertices, dtype=np.float32)
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
+        if engine == "auto":
+            engine = "open3d" if open3d_available() else "torch"
+        self.engine = engine
+        if engine == "torch":
+            self._torch = TorchRaycaster(self.vertices, self.faces)
+            return
+        o3d = _open3d()
         self._o3d = o3d
         self.scene = o3d.t.geometry.RaycastingScene()
         self.scene.add_triangles(
@@ -93,13 +296,15 @@ class MeshRenderer:
     # -- geometry
     def cast(self, rays: np.ndarray) -> dict[str, np.ndarray]:
         """Cast (..., 6) rays; returns open3d's answers as numpy arrays of shape (...)."""
+        if self.engine == "torch":
+            return self._torch.cast(rays)
         ans = self.scene.cast_rays(self._o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)))
         return {k: ans[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_uvs", "primitive_normals")}
 
     def hits(self, K: np.ndarray, cam_to_world: np.ndarray, width: int, height: int) -> RayHits:
         """Depth, hit triangle, barycentrics and normal for every pixel of a view."""
         rays = pixel_rays(K, cam_to_world, width, height)
-        ans = self.cast(rays)
+        ans = self._torch.cast_image(K, cam_to_world, width, height) if self.engine == "torch" else self.cast(rays)
         ids = ans["primitive_ids"]
         valid = ids != _INVALID
         depth = np.where(valid, ans["t_hit"], np.float32(0.0)).astype(np.float32)
@@ -109,7 +314,9 @@ class MeshRenderer:
                        direction=rays[..., 3:])
 
     def distance(self, points: np.ndarray) -> np.ndarray:
-        """Unsigned distance (M,) float32 of world points (M,3) to the mesh surface, metres."""
+        """Unsigned distance (M,) float32 of world points (M,3) to the mesh surface, metres (open3d only)."""
+        if self.engine == "torch":
+            raise HiclrError("point-to-mesh distances need open3d", "pip install open3d (or open3d-cpu)")
         q = self._o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float32))
         return self.scene.compute_distance(q).numpy()
 

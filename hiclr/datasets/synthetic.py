@@ -1,10 +1,11 @@
 """`hiclr prepare synthetic`: procedural indoor rooms with ground truth and rendered RGB-D views.
 
 A room (see :mod:`hiclr.datasets.rooms`) is a labelled triangle mesh at a ScanNet-like vertex
-spacing; its views are ray cast with open3d (:mod:`hiclr.render`) from cameras at hand-held height
-looking down at the furniture, with ScanNet's depth intrinsics and 640×480 frames by default.
-Room ``i`` of a dataset uses seed ``cfg.seed + i`` and is named ``room_<seed>``; the same seed gives
-byte-identical arrays and frames.
+spacing; its views are ray cast (:mod:`hiclr.render`: open3d, or hiclr's torch ray caster where open3d
+does not import) from cameras at hand-held height looking down at the furniture, with ScanNet's
+depth intrinsics and 640×480 frames by default. Room ``i`` of a dataset uses seed ``cfg.seed + i``
+and is named ``room_<seed>``; the same seed gives byte-identical arrays and frames with the same
+ray caster (the two differ on the few pixels whose rays pass through a shared edge).
 """
 
 from __future__ import annotations
