@@ -65,7 +65,10 @@ class TorchRaycaster:
         import torch
 
         self.torch = torch
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device is None:  # CUDA unless this is a process forked after its parent started CUDA
+            bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)()
+            device = "cuda" if torch.cuda.is_available() and not bad_fork else "cpu"
+        self.device = torch.device(device)
         v = torch.as_tensor(np.asarray(vertices, dtype=np.float32), device=self.device)
         f = torch.as_tensor(np.asarray(faces, dtype=np.int64), device=self.device)
         self.tri = v[f]  # (F, 3 corners, 3)
