@@ -5,6 +5,12 @@
 # Needs torch + numpy + the repo on PYTHONPATH.
 #
 #   benchmarks/gpu_throughput.sh            (OUT=dir for the JSON results; default gpu_out)
+#   DEVICE=cpu SMALL=1 benchmarks/gpu_throughput.sh   rehearsal on a machine without a GPU (~3 min on
+#                                           2 cores): every step at a tiny size, so the one GPU shot
+#                                           does not die on a typo
+#
+# Every step runs even when one before it failed; the script ends with the list of failed steps and
+# exits 1 when there is any (spconv not installed is reported, not counted as a failure).
 #
 # spconv on a machine without network: put the wheels in ./wheels (git-ignored), e.g. on a machine
 # with PyPI: pip download spconv-cu126==2.3.8 'cumm-cu126<0.8' pccm ccimport pybind11 fire -d wheels
@@ -15,11 +21,22 @@ set -uo pipefail
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=$PWD:${PYTHONPATH:-}
-step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+DEVICE=${DEVICE:-cuda}
+SMALL=${SMALL:-0}
+FAILED=()
+step() { STEP="$*"; printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+check() { "$@" || { echo "FAILED (rc $?): $*"; FAILED+=("$STEP"); }; }
+if [ "$SMALL" = 1 ]; then  # sizes of the rehearsal
+  PROF="--points 8000 --repeats 1"; BBK="--points 8000 --repeats 1"; EQ="--points 8000"
+  TT="--scenes 2 --points 6000 --views 4 --samples 256 --batch-size 2 --steps 1 --warmup 1 --workers 1"
+else
+  PROF="--repeats 5"; BBK="--repeats 5"; EQ=""
+  TT="--batch-size 8 --steps 10 --warmup 3 --workers 4"
+fi
 
 step env
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+if [ "$DEVICE" = cuda ]; then check nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; fi
+check python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 if ! python3 -c "import spconv" 2>/dev/null && [ -d wheels ]; then
   step "install spconv from ./wheels"
   mkdir -p /tmp/wheels
@@ -32,16 +49,24 @@ if ! python3 -c "import spconv" 2>/dev/null && [ -d wheels ]; then
 fi
 python3 -c "import spconv; print('spconv', spconv.__version__)" 2>/dev/null || echo "spconv: not installed"
 
-step "equivalence on CUDA: spconv vs torch (fp32, fp64), bf16 vs fp32"
-python3 benchmarks/spconv_equivalence.py
+step "equivalence on $DEVICE: spconv vs torch (fp32, fp64), bf16 vs fp32"
+python3 benchmarks/spconv_equivalence.py --device "$DEVICE" $EQ
+rc=$?; [ $rc = 0 ] || [ $rc = 2 ] || { echo "FAILED (rc $rc)"; FAILED+=("$STEP"); }
 step "autocast tests of the torch backend (CPU bf16) and the dense-conv equivalence"
-python3 -m pytest -q tests/nn/test_amp.py tests/nn/test_conv_dense.py tests/nn/test_torch_algorithms.py 2>&1 | tail -n 3
+check bash -c 'python3 -m pytest -q -p no:cacheprovider "$@" > "$0" 2>&1; rc=$?; tail -n 3 "$0"; exit $rc' \
+  "$OUT/pytest_nn.log" tests/nn/test_amp.py tests/nn/test_conv_dense.py tests/nn/test_torch_algorithms.py
 step "the torch backend's profile and variants (before / offsets / table / table-all), fp32 and bf16"
-python3 benchmarks/profile_torch_conv.py --device cuda --repeats 5 --precisions fp32,bf16 --json "$OUT/profile_torch_conv.json"
-BACKENDS=torch:before,torch,torch:table; python3 -c "import spconv" 2>/dev/null && BACKENDS=torch:before,torch,torch:table,spconv
-BB=torch; python3 -c "import spconv" 2>/dev/null && BB=torch,spconv
-step "backbone forward+backward (MinkUNet14A, 150k points, 5 cm), $BB"
-python3 benchmarks/bench_backbone.py --device cuda --repeats 5 --backends "$BB" --precisions fp32,bf16
-step "whole training step, batch 8, $BACKENDS x fp32,bf16"
-python3 benchmarks/train_throughput.py --device cuda --backends "$BACKENDS" --precisions fp32,bf16 \
-  --batch-size 8 --steps 10 --warmup 3 --workers 4 --json "$OUT/train_throughput.json"
+check python3 benchmarks/profile_torch_conv.py --device "$DEVICE" $PROF --precisions fp32,bf16 --json "$OUT/profile_torch_conv.json"
+BACKENDS=torch:before,torch,torch:table; [ "$DEVICE" = cuda ] && python3 -c "import spconv" 2>/dev/null && BACKENDS=torch:before,torch,torch:table,spconv
+BB=torch; [ "$DEVICE" = cuda ] && python3 -c "import spconv" 2>/dev/null && BB=torch,spconv
+step "backbone forward+backward (MinkUNet14A, 5 cm; 150k points unless SMALL), $BB"
+check python3 benchmarks/bench_backbone.py --device "$DEVICE" $BBK --backends "$BB" --precisions fp32,bf16
+step "whole training step ($TT), $BACKENDS x fp32,bf16"
+check python3 benchmarks/train_throughput.py --device "$DEVICE" --backends "$BACKENDS" --precisions fp32,bf16 \
+  $TT --json "$OUT/train_throughput.json"
+
+step done
+if [ ${#FAILED[@]} -gt 0 ]; then
+  printf 'failed steps:\n'; printf '  %s\n' "${FAILED[@]}"; exit 1
+fi
+echo "all steps passed"

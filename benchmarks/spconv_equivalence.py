@@ -12,11 +12,14 @@ and gradients (input features and weights) compared as relative norms ``|a - b| 
   2e-1 (the tolerances of tests/nn/test_amp.py, where the reason is given).
 
 Prints one line per check; exits 1 when any fails, 2 when spconv is not installed (the torch bf16
-check still runs).
+check still runs). ``--device cpu`` rehearses the script on a machine without a GPU: only the torch
+bf16 check runs there (spconv's CPU backward needs CUDA, see ENVIRONMENT.md), and it exits 0 when that
+check passes.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 
@@ -24,6 +27,8 @@ import torch
 
 from hiclr.nn import PointNetwork
 from hiclr.nn.sparse import SparseTensor, conv3d
+
+DEVICE = "cuda"  # set from --device in main()
 
 CONVS = {
     "subm k3": {"kernel_size": 3},
@@ -44,15 +49,15 @@ def conv_case(backend: str, kw: dict, dtype: torch.dtype) -> tuple[torch.Tensor,
     coords = (torch.rand(2, 48, 48, 48, generator=g) < 0.05).nonzero().to(torch.int32)
     feats = torch.randn(coords.shape[0], 32, generator=g, dtype=torch.float64)
     w = torch.randn(kw["kernel_size"] ** 3, 32, 48, generator=g, dtype=torch.float64) * 0.1
-    x = SparseTensor.from_coords(coords.cuda(), feats.to("cuda", dtype), backend=backend)
+    x = SparseTensor.from_coords(coords.to(DEVICE), feats.to(DEVICE, dtype), backend=backend)
     if kw.get("transposed"):  # from the stride-2 level of the same context
-        down = conv3d(x, torch.randn(8, 32, 32, generator=g, dtype=torch.float64).to("cuda", dtype) * 0.2,
+        down = conv3d(x, torch.randn(8, 32, 32, generator=g, dtype=torch.float64).to(DEVICE, dtype) * 0.2,
                       kernel_size=2, stride=2)
         x = down
     x = x.replace(x.feats.detach().requires_grad_(True))
-    w = w.to("cuda", dtype).requires_grad_(True)
+    w = w.to(DEVICE, dtype).requires_grad_(True)
     out = conv3d(x, w, **kw)
-    r = torch.randn(out.feats.shape, generator=g, dtype=torch.float64).to("cuda", dtype)
+    r = torch.randn(out.feats.shape, generator=g, dtype=torch.float64).to(DEVICE, dtype)
     gx, gw = torch.autograd.grad((out.feats * r).sum(), [x.feats, w])
     return out.feats, gx, gw
 
@@ -61,15 +66,15 @@ def room(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     floor = torch.rand(n // 2, 3, generator=g) * torch.tensor([6.0, 5.0, 0.0])
     box = torch.rand(n - n // 2, 3, generator=g) * torch.tensor([1.5, 1.0, 1.0]) + torch.tensor([2.0, 2.0, 0.0])
-    return torch.cat([floor, box]).cuda(), (torch.rand(n, 3, generator=g) * 2 - 1).cuda()
+    return torch.cat([floor, box]).to(DEVICE), (torch.rand(n, 3, generator=g) * 2 - 1).to(DEVICE)
 
 
-def network_case(net: PointNetwork, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    pts, fts = room(40_000)
+def network_case(net: PointNetwork, amp: bool, points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    pts, fts = room(points)
     net.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=amp):
         rows, _, _ = net.forward_rows([pts], [fts])
-    r = torch.randn(rows.shape, generator=torch.Generator().manual_seed(5)).cuda()
+    r = torch.randn(rows.shape, generator=torch.Generator().manual_seed(5)).to(DEVICE)
     (rows.float() * r).sum().backward()
     return rows.detach().float(), torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
 
@@ -82,9 +87,16 @@ def report(name: str, diffs: dict[str, float], tol: float) -> bool:
 
 
 def main() -> int:
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA device")
-    has_spconv = importlib.util.find_spec("spconv") is not None
+    global DEVICE
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="cpu: a rehearsal without a GPU (the torch bf16 check only)")
+    ap.add_argument("--points", type=int, default=40_000, help="points of the room for the network checks")
+    args = ap.parse_args()
+    DEVICE = args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        sys.exit("no CUDA device (use --device cpu to rehearse the torch bf16 check)")
+    has_spconv = DEVICE == "cuda" and importlib.util.find_spec("spconv") is not None
     results = []
     if has_spconv:
         for name, kw in CONVS.items():
@@ -98,29 +110,29 @@ def main() -> int:
                 results.append(report(f"spconv vs torch {name} {str(dtype)[6:]}",
                                       {"out": rel(a[0], b[0]), "grad x": rel(a[1], b[1]), "grad w": rel(a[2], b[2])}, tol))
     torch.manual_seed(0)
-    ref = PointNetwork("MinkUNet14A", 3, 64, voxel_size=0.05, backend="torch").cuda().eval()
-    out32, g32 = network_case(ref, amp=False)
-    o, g = network_case(ref, amp=True)
+    ref = PointNetwork("MinkUNet14A", 3, 64, voxel_size=0.05, backend="torch").to(DEVICE).eval()
+    out32, g32 = network_case(ref, amp=False, points=args.points)
+    o, g = network_case(ref, amp=True, points=args.points)
     results.append(report("torch bf16 vs fp32 MinkUNet14A", {"out": rel(o, out32)}, 2e-2)
                    and report("torch bf16 vs fp32 MinkUNet14A", {"weight grads": rel(g, g32)}, 2e-1))
     if has_spconv:
-        sp = PointNetwork("MinkUNet14A", 3, 64, voxel_size=0.05, backend="spconv").cuda().eval()
+        sp = PointNetwork("MinkUNet14A", 3, 64, voxel_size=0.05, backend="spconv").to(DEVICE).eval()
         sp.load_state_dict(ref.state_dict())
-        o, g = network_case(sp, amp=False)
+        o, g = network_case(sp, amp=False, points=args.points)
         results.append(report("spconv vs torch MinkUNet14A fp32", {"out": rel(o, out32)}, 1e-4)
                        and report("spconv vs torch MinkUNet14A fp32", {"weight grads": rel(g, g32)}, 1e-3))
         try:
-            o, g = network_case(sp, amp=True)
+            o, g = network_case(sp, amp=True, points=args.points)
             results.append(report("spconv bf16 vs torch fp32", {"out": rel(o, out32)}, 2e-2)
                            and report("spconv bf16 vs torch fp32", {"weight grads": rel(g, g32)}, 2e-1))
         except Exception as exc:  # noqa: BLE001
             print(f"spconv under bf16 autocast: failed ({type(exc).__name__}: {str(exc)[:100]})")
             results.append(False)
-    else:
+    elif DEVICE == "cuda":
         print("spconv is not installed: pip install spconv-cu126 (see README), then rerun")
     if not all(results):
         return 1
-    return 0 if has_spconv else 2
+    return 0 if has_spconv or DEVICE == "cpu" else 2
 
 
 if __name__ == "__main__":
