@@ -16,11 +16,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 
+from hiclr.device import resolve_device
+from hiclr.errors import HiclrError
 from hiclr.nn import PointNetwork, available_backends
+
+
+def device_arg(name: str) -> torch.device:
+    """``--device`` of a benchmark as a torch device, or one line and exit 2 (no CUDA here, a typo)."""
+    try:
+        return resolve_device(name, "--device")
+    except HiclrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def synthetic_room(n_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,6 +112,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16 (autocast)")
     args = ap.parse_args()
 
+    args.device = str(device_arg(args.device))
     torch.manual_seed(0)
     pts, feats = synthetic_room(args.points)
     pts, feats = pts.to(args.device), feats.to(args.device)
@@ -113,6 +126,7 @@ def main() -> None:
 
     ref = PointNetwork(arch=args.arch, voxel_size=args.voxel_size, backend="torch").to(args.device)
     rows: list[tuple[str, str, str, float, float]] = []  # backend, precision, pass, wall s, cpu s
+    failed: list[str] = []
     for name in wanted:
         if name not in installed:
             print(f"{name:12s} not installed")
@@ -130,6 +144,7 @@ def main() -> None:
                     rows.append((name, prec, kind, wall, cpu))
                 except Exception as exc:  # noqa: BLE001 - report a failing backend and go on
                     print(f"{name:12s} {prec} {kind} failed: {type(exc).__name__}: {exc}")
+                    failed.append(f"{name} {prec} {kind}")
         torch.set_num_threads(args.threads)
 
     base = {kind: (wall, cpu) for name, prec, kind, wall, cpu in rows if name == "torch" and prec == "fp32"}
@@ -137,6 +152,8 @@ def main() -> None:
     for name, prec, kind, wall, cpu in rows:
         rw, rc = (wall / base[kind][0], cpu / base[kind][1]) if kind in base else (float("nan"), float("nan"))
         print(f"{name:12s} {prec:5s} {kind:8s} {wall:8.2f} {cpu:8.2f} {rw:16.2f} {rc:15.2f}")
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import synthetic_room
+from bench_backbone import device_arg, synthetic_room
 
 from hiclr.nn import PointNetwork
 from hiclr.nn.sparse.backends import torch_backend
@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--variants", default="", help="comma subset of: " + ", ".join(variants(torch.device("cpu"))))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    device = torch.device(args.device)
+    device = device_arg(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     pts, feats = (t.to(device) for t in synthetic_room(args.points))

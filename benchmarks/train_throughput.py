@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import room_surfaces
+from bench_backbone import device_arg, room_surfaces
 from profile_torch_conv import variants
 
 import hiclr.nn.network as network_module
@@ -270,7 +270,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the transformers' forward (dynamic shapes)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
-    device = torch.device(args.device)
+    device = device_arg(args.device)
     cuda = device.type == "cuda"
     args.batch_size = args.batch_size or (8 if cuda else 1)
     args.steps = args.steps or (10 if cuda else 3)
@@ -283,7 +283,7 @@ def main() -> None:
     print(f"{args.arch}, batch {args.batch_size} scenes of {args.points} points, {args.workers} loader workers, "
           f"{args.steps} steps after {args.warmup} warm-up, on {name}")
 
-    results = []
+    results, failed = [], []
     for backend in backends:
         for precision in [p for p in args.precisions.split(",") if p]:
             name_, _, variant = backend.partition(":")  # torch:table etc.: profile_torch_conv.py's variants
@@ -293,8 +293,9 @@ def main() -> None:
                                     "backend": backend + ("+compile" if args.compile else "")})
             except Exception as exc:  # noqa: BLE001 - report a failing configuration and go on
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
+                failed.append(f"{backend} {precision}")
     if not results:
-        sys.exit(1)
+        sys.exit(f"failed: {', '.join(failed)}")
     base = results[0]["step_s"] / results[0]["scenes"]
     head = f"{'backend':14s} {'prec':5s} {'step s':>7s} " + " ".join(f"{s:>8s}" for s in STAGES)
     print(head + f" {'cpu s':>7s} {'load 1':>7s} {'scenes/s':>8s} {'peak GB':>7s} {'ScanNet h':>9s} {'ratio':>6s}")
@@ -314,7 +315,9 @@ def main() -> None:
               f"(loading in-process would add {r['load_in_process_s'] * r['scenes']:.2f} s per step)")
     if args.json:
         args.json.write_text(json.dumps({"device": name, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "results": results}, indent=1))
+                                         "results": results, "failed": failed}, indent=1))
+    if failed:  # the table above has the others; a prepared GPU run must not read this as a pass
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

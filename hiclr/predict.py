@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hiclr.device import resolve_device
 from hiclr.errors import HiclrError
 from hiclr.inference import input_features, predict_labels
 from hiclr.model_file import ModelFile, load_model
@@ -30,24 +31,18 @@ def model_fingerprint(path: Path | str) -> str:
     return h.hexdigest()[:16]
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def predict_store(store: Any, model_file: Path | str, split: str = "val", batch: int = 1, device: str = "auto",
                   overwrite: bool = False, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Label every point of every scene of ``split`` with the model; writes ``pred.npy`` per scene.
 
     A scene whose predictions were made by this exact model file (same content hash) is skipped
     unless ``overwrite``. Returns scene id → {"status": "done"|"skipped", "points": N}."""
+    dev = resolve_device(device, "device")
     model = load_model(model_file)
     if list(model.classes) != list(store.classes):
         raise HiclrError(f"{model_file}: the model's classes {model.classes[:4]}… differ from the store's {store.classes[:4]}…",
                          "evaluate on a store prepared with the same class list")
     fp = model_fingerprint(model_file)
-    dev = pick_device(device)
     net = model.network(dev)
     ids = store.scene_ids(split)
     todo = [s for s in ids if overwrite or not store.scene(s).is_done("pred", fp)]
@@ -196,11 +191,11 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     from hiclr.store import atomic_save_npy, atomic_write_text
     from hiclr.viz import palette, render_labels
 
+    dev = resolve_device(device, "device")
     model = load_model(model_path)
     cloud = read_ply(ply)
     classes = list(model.classes)
     text = model.text
-    dev = pick_device(device)
     if prompts is not None:
         classes = read_prompts(prompts)
         text = prompt_embeddings(model, classes, str(dev), clip_weights, progress=progress)

@@ -94,18 +94,10 @@ class Labeler(Protocol):
 
 
 def resolve_device(name: str) -> Any:
-    """``auto`` → CUDA when available, else CPU; anything else as given (``cpu``, ``cuda:1``)."""
-    import torch
+    """``pseudolabel.device`` as a torch device (:func:`hiclr.device.resolve_device`; torch imported here)."""
+    from hiclr.device import resolve_device as resolve
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise HiclrError(f"unknown device {name!r}", "use auto, cpu or cuda[:N] (pseudolabel.device)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise HiclrError(f"device {name!r} asked for but CUDA is not available", "use --set pseudolabel.device=cpu")
-    return dev
+    return resolve(name, "pseudolabel.device")
 
 
 class MaskCLIPLabeler:

@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from hiclr.config import NON_SEMANTIC, from_dict, to_dict
+from hiclr.device import resolve_device
 from hiclr.errors import HiclrError
 from hiclr.store import Store, atomic_write_bytes, atomic_write_text
 from hiclr.train.anchors import class_anchors
@@ -57,14 +58,6 @@ class TrainResult:
     best_epoch: int | None
     last: dict[str, float] = field(default_factory=dict)  # loss terms of the last epoch
     skipped: bool = False  # the run was already complete with the same settings
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HiclrError(f"train.device={name} but CUDA is not available", "use --set train.device=cpu or auto")
-    return torch.device(name)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -189,7 +182,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
 
     run = Path(out)
     rank, world, local_rank = _distributed()
-    device = pick_device(cfg.device, local_rank)
+    device = resolve_device(cfg.device, "train.device", local_rank)
     store = Store.open(data)
     ids = store.scene_ids("train") if "train" in store.splits else []
     if not ids:

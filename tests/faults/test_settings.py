@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from faultkit import cli, refused, snapshot
+from faultkit import cli, refused, snapshot, write_ply
 
 
 @pytest.mark.parametrize("value, says", [(".nan", "finite"), ("inf", "finite"), ("-0.1", "[1e-09, 10.0]"), ("0", "out of range")])
@@ -63,3 +64,28 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_it(store_copy: Path, mo
     assert "\n" not in line
     res = cli("--debug", "evaluate", store_copy)
     assert isinstance(res.exception, RuntimeError)  # the traceback is one flag away
+
+
+@pytest.mark.parametrize("name, says", [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
+                                        ("gpu", "is not a device")])
+def test_a_device_that_is_not_here_is_refused_before_any_work(store_copy: Path, tmp_path: Path, model_file: Path,
+                                                              name: str, says: str) -> None:
+    """The test machine has no CUDA (conftest hides it): every command that takes a device refuses
+    it in one line naming the setting, before writing anything."""
+    before = snapshot(store_copy)
+    refused(cli("train", "--data", store_copy, "--out", tmp_path / "run", "--device", name), "train.device", name, says)
+    refused(cli("pseudolabel", store_copy, "--labeler", "oracle", "--device", name), "pseudolabel.device", says)
+    refused(cli("evaluate", store_copy, "--model", model_file, "--device", name), "device", says)
+    ply = tmp_path / "scan.ply"
+    write_ply(ply, np.random.default_rng(0).random((50, 3)))
+    refused(cli("predict", ply, "--model", model_file, "--out", tmp_path / "out", "--device", name), "device", says)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists() and snapshot(store_copy) == before
+
+
+def test_auto_and_cpu_resolve_here() -> None:
+    import torch
+
+    from hiclr.device import resolve_device
+
+    assert resolve_device("auto") == torch.device("cpu")  # conftest hides CUDA
+    assert resolve_device("cpu") == torch.device("cpu")
