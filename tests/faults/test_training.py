@@ -100,3 +100,12 @@ def test_a_scene_beyond_the_voxel_key_range_is_named() -> None:
     with pytest.raises(HiclrError, match="far_away.*beyond") as err:
         check_voxel_range(scene, np.array([[0.0, limit + 1.0, 0.0]], np.float32), 0.05)
     assert "local origin" in err.value.hint
+
+
+def test_distill_refuses_a_device_that_is_not_here(tmp_path: Path, store_copy: Path) -> None:
+    run = _run(tmp_path, store_copy)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "stages": ["intraset", "intrascene", "interscene"]}))
+    before = snapshot(run)
+    refused(cli("distill", run, "--epochs", "1", "--device", "cuda"), "train.device", "CUDA is not available")
+    assert snapshot(run) == before
