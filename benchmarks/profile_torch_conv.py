@@ -11,6 +11,9 @@ weights:
     before      the previous release: offsets, its scatter (index_put_ on CPU, index_add_ on CUDA),
                 every kernel map searched
     offsets     offsets with index_add_ and kernel maps reused (the default now)
+    fused       offsets with one gather and one index_add_ per group of offsets (<= 2^21 elements)
+                and pass (HICLR_TORCH_CONV=fused)
+    fused-big   fused with groups of up to 2^26 elements (about one group per layer)
     table       the neighbour-table GEMM on layers whose table is >= 25 % full, offsets elsewhere
     table-all   the neighbour-table GEMM on every layer
 
@@ -56,6 +59,8 @@ def variants(device: torch.device) -> dict[str, dict]:
     return {
         "before": {"algorithm": "offsets", "scatter": before, "reuse_maps": False},
         "offsets": {"algorithm": "offsets", "scatter": "index_add"},
+        "fused": {"algorithm": "fused"},
+        "fused-big": {"algorithm": "fused", "fused_block": 1 << 26},
         "table": {"algorithm": "table"},
         "table-all": {"algorithm": "table", "table_min_density": 0.0},
     }

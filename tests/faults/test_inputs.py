@@ -224,5 +224,5 @@ def test_an_unknown_torch_conv_algorithm_is_one_line(tmp_path: Path, model_file:
                          check=False)
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
-    assert len(lines) == 1 and "HICLR_TORCH_CONV='gemm'" in lines[0] and "offsets, table" in lines[0], res.stderr
+    assert len(lines) == 1 and "HICLR_TORCH_CONV='gemm'" in lines[0] and "offsets, fused, table" in lines[0], res.stderr
     assert not (tmp_path / "out").exists()

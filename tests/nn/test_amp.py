@@ -21,9 +21,9 @@ from hiclr.nn.sparse import SparseTensor, conv3d
 from hiclr.nn.sparse.backends import torch_backend
 
 
-@pytest.fixture(params=["offsets", "table"], autouse=True)
+@pytest.fixture(params=["offsets", "fused", "table"], autouse=True)
 def algorithm(request):
-    """Every test runs with both algorithms of the ``torch`` backend (``table`` on every layer)."""
+    """Every test runs with every algorithm of the ``torch`` backend (``table`` on every layer)."""
     with torch_backend.settings(algorithm=request.param, table_min_density=0.0):
         yield request.param
 

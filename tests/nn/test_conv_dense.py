@@ -20,16 +20,17 @@ from hiclr.nn.sparse.backends import torch_backend
 
 G = 8  # grid edge (stride-1 voxels)
 PACKAGES = {"minkowski": "MinkowskiEngine", "spconv": "spconv", "torchsparse": "torchsparse"}
-BACKENDS = ["torch", "torch-table"] + [pytest.param(b, marks=pytest.mark.backend) for b in PACKAGES]
+BACKENDS = ["torch", "torch-table", "torch-fused"] + [pytest.param(b, marks=pytest.mark.backend) for b in PACKAGES]
 
 
 @pytest.fixture
 def backend(request):
-    """The backend name; ``torch-table`` is ``torch`` with its ``table`` algorithm on every layer."""
+    """The backend name; ``torch-table`` is ``torch`` with its ``table`` algorithm on every layer,
+    ``torch-fused`` with ``fused``."""
     name = request.param
-    if name == "torch-table":
-        with torch_backend.settings(algorithm="table", table_min_density=0.0, table_block=64):
-            yield "torch"  # a 64-element block: several row blocks per layer even on an 8³ grid
+    if name in ("torch-table", "torch-fused"):
+        with torch_backend.settings(algorithm=name[6:], table_min_density=0.0, table_block=64, fused_block=64):
+            yield "torch"  # a 64-element block: several row blocks (table) or offset groups (fused) per layer
         return
     if name != "torch" and importlib.util.find_spec(PACKAGES[name]) is None:
         pytest.skip(f"{PACKAGES[name]} is not installed")

@@ -14,7 +14,7 @@ from hiclr.errors import HiclrError
 from hiclr.nn import PointNetwork
 from hiclr.nn.sparse import SparseTensor, conv3d
 from hiclr.nn.sparse.backends import torch_backend
-from hiclr.nn.sparse.backends.torch_backend import kernel_table
+from hiclr.nn.sparse.backends.torch_backend import _span_groups, fused_map, kernel_table
 
 
 def _line(n: int) -> SparseTensor:
@@ -34,6 +34,25 @@ def test_kernel_table_of_a_line_by_hand():
     assert t.rows_in.tolist() == [[3, 0, 1], [0, 1, 2], [1, 2, 3]]  # 3 = the zero row
     assert t.rows_out.tolist() == [[1, 0, 3], [2, 1, 0], [3, 2, 1]]
     assert t.density == pytest.approx(7 / 9)
+
+
+def test_fused_map_of_a_line_by_hand():
+    """The same line: without the centre (13), offset 12 pairs (input 0 → output 1), (1 → 2) and
+    offset 14 pairs (1 → 0), (2 → 1), concatenated in offset order."""
+    x = _line(3)
+    f = fused_map(x.context.kernel_map(1, 1, 3, False), center=13)
+    assert f.rows_in.tolist() == [0, 1, 1, 2]
+    assert f.rows_out.tolist() == [1, 2, 0, 1]
+    assert f.spans == ((12, 0, 2), (14, 2, 4))
+    with_centre = fused_map(x.context.kernel_map(1, 1, 3, False), center=-1)
+    assert with_centre.spans == ((12, 0, 2), (13, 2, 5), (14, 5, 7))
+
+
+def test_fused_groups_stay_within_the_block():
+    spans = ((0, 0, 3), (1, 3, 5), (2, 5, 11), (3, 11, 12))
+    with torch_backend.settings(fused_block=5 * 2):  # width 2: at most 5 pairs per group
+        groups = list(_span_groups(spans, 2))
+    assert groups == [((0, 0, 3), (1, 3, 5)), ((2, 5, 11),), ((3, 11, 12),)]  # a lone span may exceed it
 
 
 def test_density_rule_keeps_sparse_layers_on_offsets():
@@ -101,8 +120,9 @@ def _run(net: PointNetwork, pts, fts) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"algorithm": "table"}, {"algorithm": "table", "table_min_density": 0.0, "table_block": 4096}, {"scatter": "index_put"}],
-    ids=["table", "table-everywhere-blocked", "index_put"],
+    [{"algorithm": "table"}, {"algorithm": "table", "table_min_density": 0.0, "table_block": 4096}, {"scatter": "index_put"},
+     {"algorithm": "fused"}, {"algorithm": "fused", "fused_block": 4096}],
+    ids=["table", "table-everywhere-blocked", "index_put", "fused", "fused-blocked"],
 )
 def test_minkunet_is_the_same_under_every_setting(changes):
     torch.manual_seed(0)

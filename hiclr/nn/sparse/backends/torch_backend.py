@@ -1,13 +1,19 @@
-"""The pure-PyTorch backend: sorted keys + searchsorted kernel maps, then one of two algorithms.
+"""The pure-PyTorch backend: sorted keys + searchsorted kernel maps, then one of three algorithms.
 
 It runs wherever PyTorch runs (CPU and GPU) and is the reference the other backends are tested
 against. Kernel maps come from :meth:`CoordinateContext.kernel_map` and are cached there, so the
 backward pass reuses the forward's maps.
 
-Two algorithms compute the same convolution (``HICLR_TORCH_CONV`` or :func:`settings` picks one):
+Three algorithms compute the same convolution (``HICLR_TORCH_CONV`` or :func:`settings` picks one):
 
 - ``offsets`` (the default): per kernel offset, gather the input rows, one GEMM, scatter-add into
   the output (``index_add_``). Few FLOPs, but three kernels per offset: 27 × 3 per layer and pass.
+- ``fused``: the ``offsets`` arithmetic with one gather and one scatter per group of offsets:
+  the pairs of every non-centre offset are concatenated once per kernel map; consecutive offsets
+  whose gathered pairs fit in ``fused_block`` elements are gathered in one ``index_select``,
+  multiplied offset by offset into slices of one buffer (``torch.mm(out=)``) and scattered in one
+  ``index_add_``. With one group per layer that is 27 + 2 kernels per layer and pass instead of
+  27 × 3, meant for GPUs; the default block keeps the buffers small enough for a CPU's caches.
 - ``table``: a neighbour table (N_out, K') of input rows per output (a zero row where a neighbour is
   missing) turns the layer into one gather and one GEMM of width K'·C_in with no scatter at all;
   the input gradient is the same with the transposed table (N_in, K'), and the weight gradient one
@@ -16,11 +22,14 @@ Two algorithms compute the same convolution (``HICLR_TORCH_CONV`` or :func:`sett
   one input per output, 1/8 full, stay on ``offsets``). Gathers are split into row blocks of at
   most ``table_block`` elements to bound memory.
 
-Measured on CPU (``benchmarks/profile_torch_conv.py``, MinkUNet14A at 5 cm): ``table`` takes 1.73×
-the time of ``offsets`` in fp32 and 1.24× in bf16, so ``offsets`` stays the default. Whether
+Measured on CPU (``benchmarks/profile_torch_conv.py``, MinkUNet14A at 5 cm, one thread, against
+``offsets``): ``table`` takes 1.84× the time in fp32 and 1.57× in bf16, ``fused`` 1.02× in both
+(1.69× / 2.04× with one group per layer), so ``offsets`` stays the default. Whether ``fused`` or
 ``table`` wins on a GPU is what ``benchmarks/gpu_throughput.sh`` measures; it has not run yet.
+``fused`` adds each output's terms in the order ``offsets`` does (on CPU it gave bit-identical
+outputs and gradients).
 
-Both are one autograd function with a hand-written backward: letting autograd differentiate the
+Each is one autograd function with a hand-written backward: letting autograd differentiate the
 per-offset gathers would allocate and sum one full-size (N_in, C_in) gradient per kernel offset.
 
 Mixed precision. Under ``torch.autocast`` (bf16 or fp16, CPU or CUDA) the GEMMs run in the autocast
@@ -44,7 +53,7 @@ from hiclr.errors import HiclrError
 from hiclr.nn.sparse.coords import KernelMap
 
 _LOW = (torch.float16, torch.bfloat16)
-ALGORITHMS = ("offsets", "table")
+ALGORITHMS = ("offsets", "fused", "table")
 SCATTERS = ("index_add", "index_put")
 
 
@@ -53,7 +62,7 @@ class ConvSettings:
     """How the ``torch`` backend runs a convolution (see the module docstring).
 
     Attributes:
-        algorithm: ``offsets`` or ``table``.
+        algorithm: ``offsets``, ``fused`` or ``table``.
         scatter: the scatter-add of ``offsets``: ``index_add`` (``index_add_``, measured 1.3-5x
             faster than ``index_put_(accumulate=True)`` on CPU with torch 2.14 at one thread, up to
             8x at two, and the fast one on CUDA) or ``index_put`` (the previous release's CPU
@@ -61,6 +70,9 @@ class ConvSettings:
         table_min_density: ``table`` only: the least fraction of occupied table slots for which a
             layer uses the table.
         table_block: ``table`` only: the most elements one gathered block may hold.
+        fused_block: ``fused`` only: the most elements the gathered pairs of one group of offsets
+            may hold. Small groups keep the buffers in cache: on CPU (MinkUNet14A at 5 cm, one
+            thread) 2²¹ made ``fused`` 1.02× the time of ``offsets``, 2²⁶ 1.69× (fp32).
         reuse_maps: build kernel maps from maps already built (transposed = reversed strided,
             submanifold offsets mirrored; :meth:`CoordinateContext.kernel_map`). Same maps.
     """
@@ -69,6 +81,7 @@ class ConvSettings:
     scatter: str = "index_add"
     table_min_density: float = 0.25
     table_block: int = 1 << 26
+    fused_block: int = 1 << 21
     reuse_maps: bool = True
 
     def __post_init__(self) -> None:
@@ -79,8 +92,8 @@ class ConvSettings:
             )
         if self.scatter not in SCATTERS:
             raise HiclrError(f"unknown scatter {self.scatter!r}", f"use one of: {', '.join(SCATTERS)}")
-        if not 0.0 <= self.table_min_density <= 1.0 or self.table_block < 1:
-            raise HiclrError("table_min_density must be in [0, 1] and table_block >= 1", "fix the setting")
+        if not 0.0 <= self.table_min_density <= 1.0 or self.table_block < 1 or self.fused_block < 1:
+            raise HiclrError("table_min_density must be in [0, 1], table_block and fused_block >= 1", "fix the setting")
 
 
 _settings = ConvSettings(algorithm=os.environ.get("HICLR_TORCH_CONV", "offsets"))
@@ -163,6 +176,100 @@ class _SparseConvFunction(torch.autograd.Function):
                 grad_w[k] = f.index_select(0, i).T @ g
             if need_x:
                 add_rows_(grad_x, i, (g @ w[k].T).to(acc))
+        x_dtype, w_dtype = ctx.dtypes
+        return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None, None, None)
+
+
+@dataclass(frozen=True)
+class FusedMap:
+    """A kernel map's non-centre pairs concatenated, offset after offset (the ``fused`` algorithm).
+
+    Attributes:
+        rows_in: (P,) int64 input rows of every pair.
+        rows_out: (P,) int64 output rows of every pair.
+        spans: ``(k, start, end)`` per non-empty non-centre offset ``k``: its pairs are
+            ``rows_in[start:end]``, ``rows_out[start:end]``.
+    """
+
+    rows_in: Tensor
+    rows_out: Tensor
+    spans: tuple[tuple[int, int, int], ...]
+
+
+def fused_map(kmap: KernelMap, center: int) -> FusedMap:
+    """The :class:`FusedMap` of ``kmap`` without offset ``center`` (-1: none left out)."""
+    keep = [k for k, (i, _) in enumerate(kmap) if k != center and i.numel() > 0]
+    spans, start = [], 0
+    for k in keep:
+        spans.append((k, start, start + kmap[k][0].numel()))
+        start = spans[-1][2]
+    empty = kmap[0][0].new_zeros(0)
+    rows_in = torch.cat([kmap[k][0] for k in keep]) if keep else empty
+    rows_out = torch.cat([kmap[k][1] for k in keep]) if keep else empty
+    return FusedMap(rows_in, rows_out, tuple(spans))
+
+
+def _span_groups(spans: tuple[tuple[int, int, int], ...], width: int) -> Iterator[tuple[tuple[int, int, int], ...]]:
+    """Consecutive spans in groups of at most ``fused_block`` gathered elements (a lone span may exceed it)."""
+    group: list[tuple[int, int, int]] = []
+    for span in spans:
+        if group and (span[2] - group[0][1]) * width > _settings.fused_block:
+            yield tuple(group)
+            group = []
+        group.append(span)
+    if group:
+        yield tuple(group)
+
+
+def _per_offset_mm(gathered: Tensor, group: tuple[tuple[int, int, int], ...], weights: Tensor,
+                   transpose: bool) -> Tensor:
+    """``gathered[span_k] @ w[k]`` (``w[k]ᵀ``) per offset ``k`` of the group, into one buffer."""
+    lo = group[0][1]
+    out = gathered.new_empty(gathered.shape[0], weights.shape[1] if transpose else weights.shape[2])
+    for k, s, e in group:
+        torch.mm(gathered[s - lo:e - lo], weights[k].T if transpose else weights[k], out=out[s - lo:e - lo])
+    return out
+
+
+class _FusedConvFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats: Tensor, weight: Tensor, fmap: FusedMap, n_out: int, center: int) -> Tensor:
+        """The convolution of :class:`_SparseConvFunction` through a :class:`FusedMap`."""
+        dtype = compute_dtype(feats)
+        acc = _accumulate_dtype(dtype)
+        ctx.fmap, ctx.center, ctx.dtypes = fmap, center, (feats.dtype, weight.dtype)
+        f, w = feats.to(dtype), weight.to(dtype)
+        ctx.save_for_backward(f, w)
+        out = (f @ w[center]).to(acc) if center >= 0 else f.new_zeros(n_out, w.shape[2], dtype=acc)
+        for group in _span_groups(fmap.spans, max(w.shape[1], w.shape[2])):
+            lo, hi = group[0][1], group[-1][2]
+            products = _per_offset_mm(f.index_select(0, fmap.rows_in[lo:hi]), group, w, False)
+            out.index_add_(0, fmap.rows_out[lo:hi], products.to(acc))
+        return out.to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        f, w = ctx.saved_tensors
+        fmap, center = ctx.fmap, ctx.center
+        acc = _accumulate_dtype(f.dtype)
+        g_all = grad_out.to(f.dtype).contiguous()
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = grad_w = None
+        if need_w:
+            grad_w = torch.zeros(w.shape, dtype=acc, device=w.device)
+            if center >= 0:
+                grad_w[center] = f.T @ g_all
+        if need_x:
+            grad_x = (g_all @ w[center].T).to(acc) if center >= 0 else f.new_zeros(f.shape, dtype=acc)
+        for group in _span_groups(fmap.spans, max(w.shape[1], w.shape[2])):
+            lo, hi = group[0][1], group[-1][2]
+            gg = g_all.index_select(0, fmap.rows_out[lo:hi])
+            if need_x:  # grad_x[i] += g[o] @ w[k]ᵀ over the pairs (i, o) of offset k
+                grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True).to(acc))
+            if need_w:  # grad_w[k] = Σ f[i]ᵀ g[o]
+                fg = f.index_select(0, fmap.rows_in[lo:hi])
+                for k, s, e in group:
+                    grad_w[k] = fg[s - lo:e - lo].T @ gg[s - lo:e - lo]
         x_dtype, w_dtype = ctx.dtypes
         return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None, None, None)
 
@@ -279,6 +386,12 @@ class TorchBackend:
             if table.density >= _settings.table_min_density and table.offsets.numel() > 0:
                 return _TableConvFunction.apply(x.feats, weight, table)
         center = (kernel_size**3) // 2 if out_stride == x.stride and kernel_size % 2 == 1 else -1
+        if _settings.algorithm == "fused":
+            key = ("torch-fused", x.stride, out_stride, kernel_size, transposed)
+            fmap = ctx.backend_state.get(key)
+            if fmap is None:
+                fmap = ctx.backend_state[key] = fused_map(kmap, center)
+            return _FusedConvFunction.apply(x.feats, weight, fmap, n_out, center)
         return _SparseConvFunction.apply(x.feats, weight, kmap, n_out, center)
 
 
