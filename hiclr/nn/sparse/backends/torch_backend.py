@@ -134,50 +134,63 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW else dtype
 
 
+def _forward_start(ctx, feats: Tensor, weight: Tensor, n_out: int, center: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Features and weights in the compute dtype (saved for backward), and the output accumulator
+    holding the centre offset's product (identity pairs, one GEMM) or zeros."""
+    dtype = compute_dtype(feats)
+    ctx.center, ctx.dtypes = center, (feats.dtype, weight.dtype)
+    f, w = feats.to(dtype), weight.to(dtype)  # no copies without autocast
+    ctx.save_for_backward(f, w)
+    acc = _accumulate_dtype(dtype)
+    out = (f @ w[center]).to(acc) if center >= 0 else f.new_zeros(n_out, w.shape[2], dtype=acc)
+    return f, w, out
+
+
+def _backward_start(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``f``, ``w``, the output gradient in their dtype, and the input and weight gradient
+    accumulators (None where not needed) holding the centre offset's terms."""
+    f, w = ctx.saved_tensors
+    center, acc = ctx.center, _accumulate_dtype(f.dtype)
+    g_all = grad_out.to(f.dtype).contiguous()
+    grad_x = grad_w = None
+    if ctx.needs_input_grad[1]:
+        grad_w = torch.zeros(w.shape, dtype=acc, device=w.device)
+        if center >= 0:
+            grad_w[center] = f.T @ g_all
+    if ctx.needs_input_grad[0]:
+        grad_x = (g_all @ w[center].T).to(acc) if center >= 0 else f.new_zeros(f.shape, dtype=acc)
+    return f, w, g_all, grad_x, grad_w
+
+
+def _backward_end(ctx, grad_x: Tensor | None, grad_w: Tensor | None) -> tuple:
+    x_dtype, w_dtype = ctx.dtypes
+    return (None if grad_x is None else grad_x.to(x_dtype), None if grad_w is None else grad_w.to(w_dtype),
+            None, None, None)
+
+
 class _SparseConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, n_out: int, center: int) -> Tensor:
         """``out[o] = Σ_k Σ_{(i, o) ∈ kmap[k]} feats[i] @ weight[k]``; ``center`` >= 0 is an identity offset."""
-        dtype = compute_dtype(feats)
-        acc = _accumulate_dtype(dtype)
-        ctx.kmap, ctx.center, ctx.dtypes = kmap, center, (feats.dtype, weight.dtype)
-        f, w = feats.to(dtype), weight.to(dtype)  # no copies without autocast
-        ctx.save_for_backward(f, w)
-        if center >= 0:
-            out = (f @ w[center]).to(acc)
-        else:
-            out = f.new_zeros(n_out, w.shape[2], dtype=acc)
+        ctx.kmap = kmap
+        f, w, out = _forward_start(ctx, feats, weight, n_out, center)
         for k, (i, o) in enumerate(kmap):
             if k != center and i.numel() > 0:
-                add_rows_(out, o, (f.index_select(0, i) @ w[k]).to(acc))
-        return out.to(dtype)
+                add_rows_(out, o, (f.index_select(0, i) @ w[k]).to(out.dtype))
+        return out.to(f.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        f, w = ctx.saved_tensors
-        kmap, center = ctx.kmap, ctx.center
-        acc = _accumulate_dtype(f.dtype)
-        g_all = grad_out.to(f.dtype).contiguous()
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = grad_w = None
-        if need_w:
-            grad_w = torch.zeros(w.shape, dtype=acc, device=w.device)
-        if need_x:
-            grad_x = (g_all @ w[center].T).to(acc) if center >= 0 else f.new_zeros(f.shape, dtype=acc)
-        for k, (i, o) in enumerate(kmap):
-            if i.numel() == 0:
-                continue
-            if k == center:
-                if need_w:
-                    grad_w[k] = f.T @ g_all
+        f, w, g_all, grad_x, grad_w = _backward_start(ctx, grad_out)
+        for k, (i, o) in enumerate(ctx.kmap):
+            if k == ctx.center or i.numel() == 0:
                 continue
             g = g_all.index_select(0, o)  # (M_k, C_out)
-            if need_w:
+            if grad_w is not None:
                 grad_w[k] = f.index_select(0, i).T @ g
-            if need_x:
-                add_rows_(grad_x, i, (g @ w[k].T).to(acc))
-        x_dtype, w_dtype = ctx.dtypes
-        return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None, None, None)
+            if grad_x is not None:
+                add_rows_(grad_x, i, (g @ w[k].T).to(grad_x.dtype))
+        return _backward_end(ctx, grad_x, grad_w)
 
 
 @dataclass(frozen=True)
@@ -235,43 +248,28 @@ class _FusedConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: Tensor, weight: Tensor, fmap: FusedMap, n_out: int, center: int) -> Tensor:
         """The convolution of :class:`_SparseConvFunction` through a :class:`FusedMap`."""
-        dtype = compute_dtype(feats)
-        acc = _accumulate_dtype(dtype)
-        ctx.fmap, ctx.center, ctx.dtypes = fmap, center, (feats.dtype, weight.dtype)
-        f, w = feats.to(dtype), weight.to(dtype)
-        ctx.save_for_backward(f, w)
-        out = (f @ w[center]).to(acc) if center >= 0 else f.new_zeros(n_out, w.shape[2], dtype=acc)
+        ctx.fmap = fmap
+        f, w, out = _forward_start(ctx, feats, weight, n_out, center)
         for group in _span_groups(fmap.spans, max(w.shape[1], w.shape[2])):
             lo, hi = group[0][1], group[-1][2]
             products = _per_offset_mm(f.index_select(0, fmap.rows_in[lo:hi]), group, w, False)
-            out.index_add_(0, fmap.rows_out[lo:hi], products.to(acc))
-        return out.to(dtype)
+            out.index_add_(0, fmap.rows_out[lo:hi], products.to(out.dtype))
+        return out.to(f.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        f, w = ctx.saved_tensors
-        fmap, center = ctx.fmap, ctx.center
-        acc = _accumulate_dtype(f.dtype)
-        g_all = grad_out.to(f.dtype).contiguous()
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = grad_w = None
-        if need_w:
-            grad_w = torch.zeros(w.shape, dtype=acc, device=w.device)
-            if center >= 0:
-                grad_w[center] = f.T @ g_all
-        if need_x:
-            grad_x = (g_all @ w[center].T).to(acc) if center >= 0 else f.new_zeros(f.shape, dtype=acc)
+        f, w, g_all, grad_x, grad_w = _backward_start(ctx, grad_out)
+        fmap = ctx.fmap
         for group in _span_groups(fmap.spans, max(w.shape[1], w.shape[2])):
             lo, hi = group[0][1], group[-1][2]
             gg = g_all.index_select(0, fmap.rows_out[lo:hi])
-            if need_x:  # grad_x[i] += g[o] @ w[k]ᵀ over the pairs (i, o) of offset k
-                grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True).to(acc))
-            if need_w:  # grad_w[k] = Σ f[i]ᵀ g[o]
+            if grad_x is not None:  # grad_x[i] += g[o] @ w[k]ᵀ over the pairs (i, o) of offset k
+                grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True).to(grad_x.dtype))
+            if grad_w is not None:  # grad_w[k] = Σ f[i]ᵀ g[o]
                 fg = f.index_select(0, fmap.rows_in[lo:hi])
                 for k, s, e in group:
                     grad_w[k] = fg[s - lo:e - lo].T @ gg[s - lo:e - lo]
-        x_dtype, w_dtype = ctx.dtypes
-        return (grad_x.to(x_dtype) if need_x else None, grad_w.to(w_dtype) if need_w else None, None, None, None)
+        return _backward_end(ctx, grad_x, grad_w)
 
 
 @dataclass(frozen=True)
