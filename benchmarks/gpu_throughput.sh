@@ -55,9 +55,9 @@ rc=$?; [ $rc = 0 ] || [ $rc = 2 ] || { echo "FAILED (rc $rc)"; FAILED+=("$STEP")
 step "autocast tests of the torch backend (CPU bf16) and the dense-conv equivalence"
 check bash -c 'python3 -m pytest -q -p no:cacheprovider "$@" > "$0" 2>&1; rc=$?; tail -n 3 "$0"; exit $rc' \
   "$OUT/pytest_nn.log" tests/nn/test_amp.py tests/nn/test_conv_dense.py tests/nn/test_torch_algorithms.py
-step "the torch backend's profile and variants (before / offsets / fused / table / table-all), fp32 and bf16"
+step "the torch backend's profile and variants (before / offsets / fused / fused-big / grouped / table / table-all), fp32 and bf16"
 check python3 benchmarks/profile_torch_conv.py --device "$DEVICE" $PROF --precisions fp32,bf16 --json "$OUT/profile_torch_conv.json"
-BACKENDS=torch:before,torch,torch:fused,torch:table; [ "$DEVICE" = cuda ] && python3 -c "import spconv" 2>/dev/null && BACKENDS=$BACKENDS,spconv
+BACKENDS=torch:before,torch,torch:fused,torch:grouped,torch:table; [ "$DEVICE" = cuda ] && python3 -c "import spconv" 2>/dev/null && BACKENDS=$BACKENDS,spconv
 BB=torch; [ "$DEVICE" = cuda ] && python3 -c "import spconv" 2>/dev/null && BB=torch,spconv
 step "backbone forward+backward (MinkUNet14A, 5 cm; 150k points unless SMALL), $BB"
 check python3 benchmarks/bench_backbone.py --device "$DEVICE" $BBK --backends "$BB" --precisions fp32,bf16

@@ -13,7 +13,10 @@ weights:
     offsets     offsets with index_add_ and kernel maps reused (the default now)
     fused       offsets with one gather and one index_add_ per group of offsets (<= 2^21 elements)
                 and pass (HICLR_TORCH_CONV=fused)
-    fused-big   fused with groups of up to 2^26 elements (about one group per layer)
+    fused-big   fused with groups of up to 2^26 elements (about one group per layer), a torch.mm
+                per offset
+    grouped     fused-big with one grouped GEMM per group and pass (fused_gemm=grouped:
+                torch.nn.functional.grouped_mm; CUTLASS kernels in bf16 on CUDA 9.x/10.x devices)
     table       the neighbour-table GEMM on layers whose table is >= 25 % full, offsets elsewhere
     table-all   the neighbour-table GEMM on every layer
 
@@ -23,7 +26,9 @@ weight gradients from ``before`` (relative to their largest magnitude), and the 
 forward + backward split into kernel maps (hiclr::kernel_map and hiclr::kernel_table ranges),
 gather (index_select / index), GEMM (mm / addmm / bmm), scatter (index_add_ / index_put_) and the
 rest (voxelisation, batch norm, ReLU, concatenation, autograd), as self time (CPU: host time,
-CUDA: device time of the kernels each op launched).
+CUDA: device time of the kernels each op launched), and the number of the convolutions' gather,
+GEMM and scatter ops (``conv ops``: a count that does not depend on the machine, and the number
+of small kernel launches a GPU pays for; on CUDA also every kernel launched).
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ def variants(device: torch.device) -> dict[str, dict]:
         "before": {"algorithm": "offsets", "scatter": before, "reuse_maps": False},
         "offsets": {"algorithm": "offsets", "scatter": "index_add"},
         "fused": {"algorithm": "fused"},
-        "fused-big": {"algorithm": "fused", "fused_block": 1 << 26},
+        "fused-big": {"algorithm": "fused", "fused_block": 1 << 26, "fused_gemm": "loop"},
+        "grouped": {"algorithm": "fused", "fused_block": 1 << 26, "fused_gemm": "grouped"},
         "table": {"algorithm": "table"},
         "table-all": {"algorithm": "table", "table_min_density": 0.0},
     }
@@ -113,20 +119,38 @@ def category(event) -> str:  # type: ignore[no-untyped-def]
     return "other"
 
 
-def breakdown(net, pts, feats, amp: bool) -> dict[str, float]:
-    """Self seconds per category of one forward + backward (CUDA: device time)."""
+def _is_conv_op(event) -> bool:  # type: ignore[no-untyped-def]
+    """A gather, GEMM or scatter op called from no other such op, outside the kernel-map ranges."""
+    if category(event) in ("kernel maps", "other"):
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if any(parent.name in names for names in _OPS.values()):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def breakdown(net, pts, feats, amp: bool) -> tuple[dict[str, float], dict[str, int]]:
+    """Self seconds per category of one forward + backward (CUDA: device time), and counts: the
+    convolutions' gather, GEMM and scatter ops (``conv_ops``) and, on CUDA, every kernel launched."""
     cuda = pts.device.type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=acts) as prof:
         step(net, pts, feats, amp, True)
         sync(pts.device)
     out = dict.fromkeys(CATEGORIES, 0.0)
+    counts = {"conv_ops": 0, "cuda_kernels": 0}
     for ev in prof.events():
-        if ev.name in _RANGES or ev.device_type != torch.autograd.DeviceType.CPU:
+        if ev.device_type != torch.autograd.DeviceType.CPU:
+            counts["cuda_kernels"] += 1
             continue
+        if ev.name in _RANGES:
+            continue
+        counts["conv_ops"] += _is_conv_op(ev)
         us = ev.self_device_time_total if cuda else ev.self_cpu_time_total
         out[category(ev)] += us / 1e6
-    return out
+    return out, counts
 
 
 def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -162,9 +186,9 @@ def main() -> None:
             with torch_backend.settings(**changes):
                 out = step(net, pts, feats, amp, True)
                 grads = torch.cat([p.grad.flatten().float() for p in net.parameters() if p.grad is not None])
-                parts = breakdown(net, pts, feats, amp)
+                parts, counts = breakdown(net, pts, feats, amp)
             ref = ref or (out, grads)
-            rows.append({"variant": name, "precision": prec, "profile_s": parts,
+            rows.append({"variant": name, "precision": prec, "profile_s": parts, **counts,
                          "out_diff": max_rel(out, ref[0]), "grad_diff": max_rel(grads, ref[1])})
         for name, t in timed(net, pts, feats, amp, chosen, args.repeats).items():
             next(r for r in rows if r["variant"] == name and r["precision"] == prec).update(t)
@@ -173,7 +197,7 @@ def main() -> None:
     clock = "cpu" if device.type == "cpu" else ""
     key = "fwd_bwd_cpu_s" if clock else "fwd_bwd_s"
     print(f"\n{'variant':10s} {'prec':5s} {'fwd s':>7s} {'f+b s':>7s} {'ratio':>6s} "
-          + " ".join(f"{c:>11s}" for c in CATEGORIES) + f" {'out diff':>9s} {'grad diff':>9s}")
+          + " ".join(f"{c:>11s}" for c in CATEGORIES) + f" {'conv ops':>8s} {'out diff':>9s} {'grad diff':>9s}")
     for r in rows:
         base = next(b for b in rows if b["variant"] == "before" and b["precision"] == r["precision"])
         total = sum(r["profile_s"].values()) or 1.0
@@ -181,11 +205,15 @@ def main() -> None:
         t_f, t_fb = (r["fwd_cpu_s"], r["fwd_bwd_cpu_s"]) if clock else (r["fwd_s"], r["fwd_bwd_s"])
         print(f"{r['variant']:10s} {r['precision']:5s} {t_f:7.3f} {t_fb:7.3f} {r['ratio_to_before']:6.2f} "
               + " ".join(f"{r['profile_s'][c]:6.3f} {100 * r['profile_s'][c] / total:3.0f}%" for c in CATEGORIES)
-              + f" {r['out_diff']:9.1e} {r['grad_diff']:9.1e}")
+              + f" {r['conv_ops']:8d} {r['out_diff']:9.1e} {r['grad_diff']:9.1e}")
     print(f"seconds: {'process CPU' if clock else 'wall'} seconds, median of {args.repeats}; ratio: forward + backward "
           "against 'before' in the same precision; category columns: self seconds in one profiled forward + "
-          f"backward ({'host' if clock else 'device'} time) and their share; diffs: largest |difference| from "
+          f"backward ({'host' if clock else 'device'} time) and their share; conv ops: the convolutions' gather, GEMM "
+          "and scatter ops in it (each one kernel launch or more on a GPU); diffs: largest |difference| from "
           "'before' over the largest |value| (output, weight gradients)")
+    if not clock:
+        print("CUDA kernels per forward + backward: "
+              + ", ".join(f"{r['variant']} {r['precision']} {r['cuda_kernels']}" for r in rows))
     if args.json:
         args.json.write_text(json.dumps({"device": where, "args": {k: str(v) for k, v in vars(args).items()},
                                          "rows": rows}, indent=1))

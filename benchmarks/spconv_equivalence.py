@@ -9,11 +9,15 @@ and gradients (input features and weights) compared as relative norms ``|a - b| 
 * MinkUNet14A through ``PointNetwork`` on a 40 k-point room, eval mode: float32 output to 1e-4,
   weight gradients to 1e-3 (26 layers of different summation orders);
 * bf16 autocast (both backends) against float32 torch, same network: output 2e-2, weight gradients
-  2e-1 (the tolerances of tests/nn/test_amp.py, where the reason is given).
+  2e-1 (the tolerances of tests/nn/test_amp.py, where the reason is given);
+* the ``torch`` backend's other algorithms (``fused``, ``fused`` with grouped GEMMs, ``table``)
+  against its default on the same network: float32 to 1e-5 (output) and 1e-4 (weight gradients),
+  bf16 autocast against the default's float32 with the bf16 tolerances. On a GPU of compute
+  capability 9.x or 10.x, grouped bf16 runs CUTLASS's grouped GEMM kernels: their first check.
 
 Prints one line per check; exits 1 when any fails, 2 when spconv is not installed (the torch bf16
-check still runs). ``--device cpu`` rehearses the script on a machine without a GPU: only the torch
-bf16 check runs there (spconv's CPU backward needs CUDA, see ENVIRONMENT.md), and it exits 0 when that
+checks still run). ``--device cpu`` rehearses the script on a machine without a GPU: only the torch
+checks run there (spconv's CPU backward needs CUDA, see ENVIRONMENT.md), and it exits 0 when that
 check passes.
 """
 
@@ -27,8 +31,14 @@ import torch
 
 from hiclr.nn import PointNetwork
 from hiclr.nn.sparse import SparseTensor, conv3d
+from hiclr.nn.sparse.backends import torch_backend
 
 DEVICE = "cuda"  # set from --device in main()
+ALGORITHMS = {  # torch_backend.settings of the algorithms checked against the default
+    "fused": {"algorithm": "fused"},
+    "fused grouped": {"algorithm": "fused", "fused_gemm": "grouped", "fused_block": 1 << 26},
+    "table": {"algorithm": "table", "table_min_density": 0.0},
+}
 
 CONVS = {
     "subm k3": {"kernel_size": 3},
@@ -82,7 +92,7 @@ def network_case(net: PointNetwork, amp: bool, points: int) -> tuple[torch.Tenso
 def report(name: str, diffs: dict[str, float], tol: float) -> bool:
     ok = all(d < tol for d in diffs.values())
     text = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
-    print(f"{name:34s} {text} (tol {tol:g}) -> {'OK' if ok else 'FAIL'}")
+    print(f"{name:40s} {text} (tol {tol:g}) -> {'OK' if ok else 'FAIL'}")
     return ok
 
 
@@ -115,6 +125,14 @@ def main() -> int:
     o, g = network_case(ref, amp=True, points=args.points)
     results.append(report("torch bf16 vs fp32 MinkUNet14A", {"out": rel(o, out32)}, 2e-2)
                    and report("torch bf16 vs fp32 MinkUNet14A", {"weight grads": rel(g, g32)}, 2e-1))
+    for name, changes in ALGORITHMS.items():
+        with torch_backend.settings(**changes):
+            o32, g32_ = network_case(ref, amp=False, points=args.points)
+            o16, g16 = network_case(ref, amp=True, points=args.points)
+        results.append(report(f"torch {name} vs default fp32", {"out": rel(o32, out32)}, 1e-5)
+                       and report(f"torch {name} vs default fp32", {"weight grads": rel(g32_, g32)}, 1e-4))
+        results.append(report(f"torch {name} bf16 vs default fp32", {"out": rel(o16, out32)}, 2e-2)
+                       and report(f"torch {name} bf16 vs default fp32", {"weight grads": rel(g16, g32)}, 2e-1))
     if has_spconv:
         sp = PointNetwork("MinkUNet14A", 3, 64, voxel_size=0.05, backend="spconv").to(DEVICE).eval()
         sp.load_state_dict(ref.state_dict())

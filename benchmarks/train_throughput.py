@@ -254,7 +254,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--backends", default="", help="comma list (default: torch, + spconv on CUDA when installed); "
-                    "torch:before, torch:fused, torch:table, torch:table-all: the torch backend's variants of profile_torch_conv.py")
+                    "torch:before, torch:fused, torch:grouped, torch:table, torch:table-all: the torch backend's variants of profile_torch_conv.py")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--arch", default="MinkUNet14A")
     ap.add_argument("--scenes", type=int, default=8, help="scenes in the benchmark store")

@@ -21,11 +21,14 @@ from hiclr.nn.sparse import SparseTensor, conv3d
 from hiclr.nn.sparse.backends import torch_backend
 
 
-@pytest.fixture(params=["offsets", "fused", "table"], autouse=True)
+@pytest.fixture(params=["offsets", "fused", "fused-grouped", "table"], autouse=True)
 def algorithm(request):
-    """Every test runs with every algorithm of the ``torch`` backend (``table`` on every layer)."""
-    with torch_backend.settings(algorithm=request.param, table_min_density=0.0):
-        yield request.param
+    """Every test runs with every algorithm of the ``torch`` backend (``table`` on every layer;
+    ``fused-grouped``: ``fused`` with its grouped GEMMs wherever the channels allow them)."""
+    name = request.param
+    gemm = "grouped" if name == "fused-grouped" else "auto"
+    with torch_backend.settings(algorithm=name.split("-")[0], table_min_density=0.0, fused_gemm=gemm):
+        yield name
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

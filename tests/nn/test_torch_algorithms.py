@@ -14,7 +14,7 @@ from hiclr.errors import HiclrError
 from hiclr.nn import PointNetwork
 from hiclr.nn.sparse import SparseTensor, conv3d
 from hiclr.nn.sparse.backends import torch_backend
-from hiclr.nn.sparse.backends.torch_backend import _span_groups, fused_map, kernel_table
+from hiclr.nn.sparse.backends.torch_backend import _grouped, _span_groups, fused_map, kernel_table
 
 
 def _line(n: int) -> SparseTensor:
@@ -133,3 +133,61 @@ def test_minkunet_is_the_same_under_every_setting(changes):
         out, grad = _run(net, pts, fts)
     torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-9)
+
+
+def test_grouped_gemm_is_chosen_only_where_it_applies():
+    """``auto`` keeps the loop on CPU; ``grouped`` needs rows of a multiple of 16 bytes and no float64."""
+    x32, w = torch.zeros(4, 16), torch.zeros(27, 16, 32)
+    with torch_backend.settings(fused_gemm="auto"):
+        assert not _grouped(x32, w)
+    with torch_backend.settings(fused_gemm="grouped"):
+        assert _grouped(x32, w) and _grouped(x32.bfloat16(), w.bfloat16())
+        assert not _grouped(x32.double(), w.double())
+        assert not _grouped(torch.zeros(4, 6), torch.zeros(27, 6, 32))  # 6 × 4 bytes: not a multiple of 16
+        assert not _grouped(torch.zeros(4, 4).bfloat16(), torch.zeros(27, 4, 32).bfloat16())  # 4 × 2 bytes
+    with torch_backend.settings(fused_gemm="loop"):
+        assert not _grouped(x32, w)
+    with pytest.raises(HiclrError, match="fused_gemm"):
+        torch_backend.ConvSettings(fused_gemm="cutlass")
+
+
+@pytest.mark.parametrize("block", [64, 1 << 26], ids=["many-groups", "one-group"])
+def test_grouped_gemm_equals_the_loop(monkeypatch, block):
+    """One submanifold convolution in float32: forward, input and weight gradients through
+    ``grouped_mm`` equal the per-offset loop, and ``grouped_mm`` really ran in all three."""
+    g = torch.Generator().manual_seed(3)
+    coords = (torch.rand(1, 10, 10, 10, generator=g) < 0.3).nonzero().to(torch.int32)
+    feats = torch.randn(coords.shape[0], 16, generator=g)
+    w = torch.randn(27, 16, 8, generator=g)
+    r = torch.randn(coords.shape[0], 8, generator=g)
+
+    def run(gemm: str) -> list[torch.Tensor]:
+        x = SparseTensor.from_coords(coords, feats.clone().requires_grad_(True))
+        wk = w.clone().requires_grad_(True)
+        with torch_backend.settings(algorithm="fused", fused_block=block, fused_gemm=gemm):
+            out = conv3d(x, wk, kernel_size=3)
+            gx, gw = torch.autograd.grad((out.feats * r).sum(), [x.feats, wk])
+        return [out.feats.detach(), gx, gw]
+
+    calls = []
+    real = torch.nn.functional.grouped_mm
+    monkeypatch.setattr(torch.nn.functional, "grouped_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    loop = run("loop")
+    assert not calls
+    grouped = run("grouped")
+    assert len(calls) >= 3
+    for a, b in zip(grouped, loop):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)
+
+
+def test_minkunet_float32_is_the_same_with_grouped_gemms():
+    """The whole network in float32: its 3-channel first layer stays on the loop, the rest grouped."""
+    torch.manual_seed(0)
+    net = PointNetwork("MinkUNet14A", 3, 32, voxel_size=0.05, backend="torch").eval()
+    pts, fts = (t.float() for t in _room(4000, 0))
+    with torch_backend.settings(algorithm="fused", fused_gemm="loop"):
+        ref_out, ref_grad = _run(net, pts, fts)
+    with torch_backend.settings(algorithm="fused", fused_gemm="grouped"):
+        out, grad = _run(net, pts, fts)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)

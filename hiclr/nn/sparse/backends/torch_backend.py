@@ -14,6 +14,9 @@ Three algorithms compute the same convolution (``HICLR_TORCH_CONV`` or :func:`se
   multiplied offset by offset into slices of one buffer (``torch.mm(out=)``) and scattered in one
   ``index_add_``. With one group per layer that is 27 + 2 kernels per layer and pass instead of
   27 × 3, meant for GPUs; the default block keeps the buffers small enough for a CPU's caches.
+  With ``fused_gemm`` ``grouped`` the per-offset GEMMs of a group are one grouped GEMM
+  (``torch.nn.functional.grouped_mm``; CUTLASS kernels for bf16 on CUDA 9.x/10.x devices), so a
+  layer with one group is a few kernels per pass: 3 forward, 5 backward, plus the centre's GEMMs.
 - ``table``: a neighbour table (N_out, K') of input rows per output (a zero row where a neighbour is
   missing) turns the layer into one gather and one GEMM of width K'·C_in with no scatter at all;
   the input gradient is the same with the transposed table (N_in, K'), and the weight gradient one
@@ -44,9 +47,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from hiclr.errors import HiclrError
@@ -55,6 +59,7 @@ from hiclr.nn.sparse.coords import KernelMap
 _LOW = (torch.float16, torch.bfloat16)
 ALGORITHMS = ("offsets", "fused", "table")
 SCATTERS = ("index_add", "index_put")
+FUSED_GEMMS = ("auto", "loop", "grouped")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ class ConvSettings:
         fused_block: ``fused`` only: the most elements the gathered pairs of one group of offsets
             may hold. Small groups keep the buffers in cache: on CPU (MinkUNet14A at 5 cm, one
             thread) 2²¹ made ``fused`` 1.02× the time of ``offsets``, 2²⁶ 1.69× (fp32).
+        fused_gemm: ``fused`` only: how a group's per-offset GEMMs run. ``loop``: one ``torch.mm``
+            per offset; ``grouped``: one ``torch.nn.functional.grouped_mm`` per group and pass
+            (CUTLASS grouped GEMM kernels for bf16 on CUDA devices of compute capability 9.x and
+            10.x, a loop of GEMMs inside PyTorch elsewhere) wherever the channel counts are a
+            multiple of 16 bytes and the dtype is not float64, ``loop`` elsewhere; ``auto`` (the
+            default): ``grouped`` only where it is one kernel (bf16 on those GPUs), else ``loop``.
         reuse_maps: build kernel maps from maps already built (transposed = reversed strided,
             submanifold offsets mirrored; :meth:`CoordinateContext.kernel_map`). Same maps.
     """
@@ -82,6 +93,7 @@ class ConvSettings:
     table_min_density: float = 0.25
     table_block: int = 1 << 26
     fused_block: int = 1 << 21
+    fused_gemm: str = "auto"
     reuse_maps: bool = True
 
     def __post_init__(self) -> None:
@@ -92,6 +104,8 @@ class ConvSettings:
             )
         if self.scatter not in SCATTERS:
             raise HiclrError(f"unknown scatter {self.scatter!r}", f"use one of: {', '.join(SCATTERS)}")
+        if self.fused_gemm not in FUSED_GEMMS:
+            raise HiclrError(f"unknown fused_gemm {self.fused_gemm!r}", f"use one of: {', '.join(FUSED_GEMMS)}")
         if not 0.0 <= self.table_min_density <= 1.0 or self.table_block < 1 or self.fused_block < 1:
             raise HiclrError("table_min_density must be in [0, 1], table_block and fused_block >= 1", "fix the setting")
 
@@ -202,11 +216,23 @@ class FusedMap:
         rows_out: (P,) int64 output rows of every pair.
         spans: ``(k, start, end)`` per non-empty non-centre offset ``k``: its pairs are
             ``rows_in[start:end]``, ``rows_out[start:end]``.
+        groups: per group of spans (its first and last pair), the offsets ``k`` and the span ends
+            relative to the group's start, as device tensors for ``grouped_mm`` (built on first use).
     """
 
     rows_in: Tensor
     rows_out: Tensor
     spans: tuple[tuple[int, int, int], ...]
+    groups: dict[tuple[int, int], tuple[Tensor, Tensor]] = field(default_factory=dict, compare=False, repr=False)
+
+    def group_tensors(self, group: tuple[tuple[int, int, int], ...]) -> tuple[Tensor, Tensor]:
+        """(G,) int64 offsets and (G,) int32 cumulative span ends of ``group``, on the map's device."""
+        key = (group[0][1], group[-1][2])
+        if key not in self.groups:
+            dev, lo = self.rows_in.device, group[0][1]
+            self.groups[key] = (torch.tensor([k for k, _, _ in group], dtype=torch.int64, device=dev),
+                                torch.tensor([e - lo for _, _, e in group], dtype=torch.int32, device=dev))
+        return self.groups[key]
 
 
 def fused_map(kmap: KernelMap, center: int) -> FusedMap:
@@ -234,9 +260,26 @@ def _span_groups(spans: tuple[tuple[int, int, int], ...], width: int) -> Iterato
         yield tuple(group)
 
 
+def _grouped(x: Tensor, weights: Tensor) -> bool:
+    """Whether a group's GEMMs on ``x`` with ``weights`` (K, C_in, C_out) run as one ``grouped_mm``."""
+    mode = _settings.fused_gemm
+    if mode == "loop" or x.dtype == torch.float64 or not hasattr(F, "grouped_mm"):
+        return False
+    align = 16 // x.element_size()  # grouped GEMM kernels need rows of a multiple of 16 bytes
+    if weights.shape[1] % align or weights.shape[2] % align:
+        return False
+    if mode == "grouped":
+        return True
+    return x.is_cuda and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] in (9, 10)
+
+
 def _per_offset_mm(gathered: Tensor, group: tuple[tuple[int, int, int], ...], weights: Tensor,
-                   transpose: bool) -> Tensor:
+                   transpose: bool, fmap: FusedMap) -> Tensor:
     """``gathered[span_k] @ w[k]`` (``w[k]ᵀ``) per offset ``k`` of the group, into one buffer."""
+    if _grouped(gathered, weights):
+        ks, ends = fmap.group_tensors(group)
+        wg = weights.index_select(0, ks)
+        return F.grouped_mm(gathered, wg.transpose(1, 2) if transpose else wg, offs=ends)
     lo = group[0][1]
     out = gathered.new_empty(gathered.shape[0], weights.shape[1] if transpose else weights.shape[2])
     for k, s, e in group:
@@ -252,7 +295,7 @@ class _FusedConvFunction(torch.autograd.Function):
         f, w, out = _forward_start(ctx, feats, weight, n_out, center)
         for group in _span_groups(fmap.spans, max(w.shape[1], w.shape[2])):
             lo, hi = group[0][1], group[-1][2]
-            products = _per_offset_mm(f.index_select(0, fmap.rows_in[lo:hi]), group, w, False)
+            products = _per_offset_mm(f.index_select(0, fmap.rows_in[lo:hi]), group, w, False, fmap)
             out.index_add_(0, fmap.rows_out[lo:hi], products.to(out.dtype))
         return out.to(f.dtype)
 
@@ -264,11 +307,15 @@ class _FusedConvFunction(torch.autograd.Function):
             lo, hi = group[0][1], group[-1][2]
             gg = g_all.index_select(0, fmap.rows_out[lo:hi])
             if grad_x is not None:  # grad_x[i] += g[o] @ w[k]ᵀ over the pairs (i, o) of offset k
-                grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True).to(grad_x.dtype))
+                grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True, fmap).to(grad_x.dtype))
             if grad_w is not None:  # grad_w[k] = Σ f[i]ᵀ g[o]
                 fg = f.index_select(0, fmap.rows_in[lo:hi])
-                for k, s, e in group:
-                    grad_w[k] = fg[s - lo:e - lo].T @ gg[s - lo:e - lo]
+                if _grouped(fg, w):  # (G, C_in, C_out): the pairs split by the same ends
+                    ks, ends = fmap.group_tensors(group)
+                    grad_w.index_copy_(0, ks, F.grouped_mm(fg.T, gg, offs=ends).to(grad_w.dtype))
+                else:
+                    for k, s, e in group:
+                        grad_w[k] = fg[s - lo:e - lo].T @ gg[s - lo:e - lo]
         return _backward_end(ctx, grad_x, grad_w)
 
 
