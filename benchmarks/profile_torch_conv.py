@@ -27,8 +27,9 @@ forward + backward split into kernel maps (hiclr::kernel_map and hiclr::kernel_t
 gather (index_select / index), GEMM (mm / addmm / bmm), scatter (index_add_ / index_put_) and the
 rest (voxelisation, batch norm, ReLU, concatenation, autograd), as self time (CPU: host time,
 CUDA: device time of the kernels each op launched), and the number of the convolutions' gather,
-GEMM and scatter ops (``conv ops``: a count that does not depend on the machine, and the number
-of small kernel launches a GPU pays for; on CUDA also every kernel launched).
+GEMM (a ``grouped_mm`` counts as one) and scatter ops (``conv ops``: a count that does not depend
+on the machine, and the number of small kernel launches a GPU pays for; on CUDA also every kernel
+launched).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from hiclr.nn.sparse.backends import torch_backend
 CATEGORIES = ("kernel maps", "gather", "GEMM", "scatter", "other")
 _OPS = {
     "gather": ("aten::index_select", "aten::index", "aten::gather"),
-    "GEMM": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation"),
+    "GEMM": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation", "aten::_grouped_mm"),
     "scatter": ("aten::index_add_", "aten::_index_put_impl_", "aten::scatter_add_"),
 }
 _RANGES = ("hiclr::kernel_map", "hiclr::kernel_table")

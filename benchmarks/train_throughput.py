@@ -250,6 +250,13 @@ _voxelize = network_module.voxelize
 _kernel_map = CoordinateContext.kernel_map
 
 
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as JSON at ``path``, atomically (a temp file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -291,9 +298,13 @@ def main() -> None:
                 with torch_backend.settings(**(variants(device)[variant] if variant else {})):
                     results.append({**run_config(store, args, name_, precision, device),
                                     "backend": backend + ("+compile" if args.compile else "")})
+                print(f"  {backend} {precision}: {results[-1]['step_s']:.3f} s per step", flush=True)
             except Exception as exc:  # noqa: BLE001 - report a failing configuration and go on
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
                 failed.append(f"{backend} {precision}")
+            if args.json:  # what is measured so far survives a run killed at its time limit
+                write_json(args.json, {"device": name, "args": {k: str(v) for k, v in vars(args).items()},
+                                       "results": results, "failed": failed, "partial": True})
     if not results:
         sys.exit(f"failed: {', '.join(failed)}")
     base = results[0]["step_s"] / results[0]["scenes"]
@@ -314,8 +325,8 @@ def main() -> None:
         print(f"{r['backend']} {r['precision']}: waiting on data is {100 * share:.1f} % of the step "
               f"(loading in-process would add {r['load_in_process_s'] * r['scenes']:.2f} s per step)")
     if args.json:
-        args.json.write_text(json.dumps({"device": name, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "results": results, "failed": failed}, indent=1))
+        write_json(args.json, {"device": name, "args": {k: str(v) for k, v in vars(args).items()},
+                               "results": results, "failed": failed})
     if failed:  # the table above has the others; a prepared GPU run must not read this as a pass
         sys.exit(f"failed: {', '.join(failed)}")
 

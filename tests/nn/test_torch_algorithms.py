@@ -191,3 +191,28 @@ def test_minkunet_float32_is_the_same_with_grouped_gemms():
         out, grad = _run(net, pts, fts)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_a_refused_grouped_gemm_falls_back_to_the_loop_once(monkeypatch):
+    """Under ``auto`` a grouped GEMM the kernels refuse is one warning, and the loop gives the
+    same convolution; under ``grouped`` the refusal is raised."""
+    g = torch.Generator().manual_seed(4)
+    coords = (torch.rand(1, 8, 8, 8, generator=g) < 0.4).nonzero().to(torch.int32)
+    x = SparseTensor.from_coords(coords, torch.randn(coords.shape[0], 16, generator=g))
+    w = torch.randn(27, 16, 16, generator=g)
+    with torch_backend.settings(algorithm="fused", fused_gemm="loop"):
+        ref = conv3d(x, w, kernel_size=3).feats
+
+    def refuse(*a, **k):
+        raise RuntimeError("strides should be multiple of 16 bytes")
+
+    monkeypatch.setattr(torch.nn.functional, "grouped_mm", refuse)
+    monkeypatch.setattr(torch_backend, "_one_kernel_grouped", lambda t: True)  # as on an H100 in bf16
+    monkeypatch.setattr(torch_backend, "_grouped_failed", set())
+    with torch_backend.settings(algorithm="fused", fused_gemm="auto"):
+        with pytest.warns(RuntimeWarning, match="grouped GEMMs failed"):
+            out = conv3d(x, w, kernel_size=3).feats
+        assert torch_backend._grouped_failed == {("cpu", torch.float32)}
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    with torch_backend.settings(algorithm="fused", fused_gemm="grouped"), pytest.raises(RuntimeError, match="16 bytes"):
+        conv3d(x, w, kernel_size=3)

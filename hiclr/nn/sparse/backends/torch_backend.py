@@ -26,8 +26,9 @@ Three algorithms compute the same convolution (``HICLR_TORCH_CONV`` or :func:`se
   most ``table_block`` elements to bound memory.
 
 Measured on CPU (``benchmarks/profile_torch_conv.py``, MinkUNet14A at 5 cm, one thread, against
-``offsets``): ``table`` takes 1.84× the time in fp32 and 1.57× in bf16, ``fused`` 1.02× in both
-(1.69× / 2.04× with one group per layer), so ``offsets`` stays the default. Whether ``fused`` or
+``offsets``): ``table`` takes 1.5-2.0× the time, ``fused`` 1.01-1.11× (1.5-1.9× with one group per
+layer, with or without grouped GEMMs, which on CPU are a loop inside PyTorch), so ``offsets`` stays
+the default. Whether ``fused`` or
 ``table`` wins on a GPU is what ``benchmarks/gpu_throughput.sh`` measures; it has not run yet.
 ``fused`` adds each output's terms in the order ``offsets`` does (on CPU it gave bit-identical
 outputs and gradients).
@@ -45,6 +46,7 @@ the inputs. float64 inputs are never cast (as autocast).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -77,7 +79,7 @@ class ConvSettings:
         table_block: ``table`` only: the most elements one gathered block may hold.
         fused_block: ``fused`` only: the most elements the gathered pairs of one group of offsets
             may hold. Small groups keep the buffers in cache: on CPU (MinkUNet14A at 5 cm, one
-            thread) 2²¹ made ``fused`` 1.02× the time of ``offsets``, 2²⁶ 1.69× (fp32).
+            thread) 2²¹ made ``fused`` 1.01-1.11× the time of ``offsets``, 2²⁶ 1.5-1.9×.
         fused_gemm: ``fused`` only: how a group's per-offset GEMMs run. ``loop``: one ``torch.mm``
             per offset; ``grouped``: one ``torch.nn.functional.grouped_mm`` per group and pass
             (CUTLASS grouped GEMM kernels for bf16 on CUDA devices of compute capability 9.x and
@@ -260,6 +262,14 @@ def _span_groups(spans: tuple[tuple[int, int, int], ...], width: int) -> Iterato
         yield tuple(group)
 
 
+_grouped_failed: set[tuple[str, torch.dtype]] = set()  # where grouped_mm raised under ``auto``
+
+
+def _one_kernel_grouped(x: Tensor) -> bool:
+    """Whether ``grouped_mm`` on ``x`` is PyTorch's CUTLASS kernel: bf16 on a CUDA 9.x/10.x device."""
+    return x.is_cuda and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] in (9, 10)
+
+
 def _grouped(x: Tensor, weights: Tensor) -> bool:
     """Whether a group's GEMMs on ``x`` with ``weights`` (K, C_in, C_out) run as one ``grouped_mm``."""
     mode = _settings.fused_gemm
@@ -270,7 +280,21 @@ def _grouped(x: Tensor, weights: Tensor) -> bool:
         return False
     if mode == "grouped":
         return True
-    return x.is_cuda and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] in (9, 10)
+    return (x.device.type, x.dtype) not in _grouped_failed and _one_kernel_grouped(x)
+
+
+def _grouped_mm(a: Tensor, b: Tensor, ends: Tensor) -> Tensor | None:
+    """``grouped_mm(a, b, offs=ends)``; under ``auto`` a refusal (a constraint of the kernels this
+    code does not check) is one warning and None, and the loop serves that device and dtype from then on."""
+    try:
+        return F.grouped_mm(a, b, offs=ends)
+    except RuntimeError as exc:
+        if _settings.fused_gemm == "grouped":
+            raise
+        _grouped_failed.add((a.device.type, a.dtype))
+        warnings.warn(f"torch backend: grouped GEMMs failed on {a.device.type} in {a.dtype} ({str(exc)[:200]}); "
+                      "per-offset GEMMs from now on", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def _per_offset_mm(gathered: Tensor, group: tuple[tuple[int, int, int], ...], weights: Tensor,
@@ -279,7 +303,9 @@ def _per_offset_mm(gathered: Tensor, group: tuple[tuple[int, int, int], ...], we
     if _grouped(gathered, weights):
         ks, ends = fmap.group_tensors(group)
         wg = weights.index_select(0, ks)
-        return F.grouped_mm(gathered, wg.transpose(1, 2) if transpose else wg, offs=ends)
+        out = _grouped_mm(gathered, wg.transpose(1, 2) if transpose else wg, ends)
+        if out is not None:
+            return out
     lo = group[0][1]
     out = gathered.new_empty(gathered.shape[0], weights.shape[1] if transpose else weights.shape[2])
     for k, s, e in group:
@@ -310,9 +336,10 @@ class _FusedConvFunction(torch.autograd.Function):
                 grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True, fmap).to(grad_x.dtype))
             if grad_w is not None:  # grad_w[k] = Σ f[i]ᵀ g[o]
                 fg = f.index_select(0, fmap.rows_in[lo:hi])
-                if _grouped(fg, w):  # (G, C_in, C_out): the pairs split by the same ends
-                    ks, ends = fmap.group_tensors(group)
-                    grad_w.index_copy_(0, ks, F.grouped_mm(fg.T, gg, offs=ends).to(grad_w.dtype))
+                ks, ends = fmap.group_tensors(group)
+                grouped = _grouped_mm(fg.T, gg, ends) if _grouped(fg, w) else None  # (G, C_in, C_out)
+                if grouped is not None:
+                    grad_w.index_copy_(0, ks, grouped.to(grad_w.dtype))
                 else:
                     for k, s, e in group:
                         grad_w[k] = fg[s - lo:e - lo].T @ gg[s - lo:e - lo]
