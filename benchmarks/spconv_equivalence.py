@@ -10,8 +10,8 @@ and gradients (input features and weights) compared as relative norms ``|a - b| 
   weight gradients to 1e-3 (26 layers of different summation orders);
 * bf16 autocast (both backends) against float32 torch, same network: output 2e-2, weight gradients
   2e-1 (the tolerances of tests/nn/test_amp.py, where the reason is given);
-* the ``torch`` backend's other algorithms (``fused``, ``fused`` with grouped GEMMs, ``table``)
-  against its default on the same network: float32 to 1e-5 (output) and 1e-4 (weight gradients),
+* the ``torch`` backend's other algorithms (profile_torch_conv.py's variants ``fused``,
+  ``grouped``, ``table-all``) against its default on the same network: float32 to 1e-5 (output) and 1e-4 (weight gradients),
   bf16 autocast against the default's float32 with the bf16 tolerances. On a GPU of compute
   capability 9.x or 10.x, grouped bf16 runs CUTLASS's grouped GEMM kernels: their first check.
 
@@ -28,17 +28,14 @@ import importlib.util
 import sys
 
 import torch
+from profile_torch_conv import variants
 
 from hiclr.nn import PointNetwork
 from hiclr.nn.sparse import SparseTensor, conv3d
 from hiclr.nn.sparse.backends import torch_backend
 
 DEVICE = "cuda"  # set from --device in main()
-ALGORITHMS = {  # torch_backend.settings of the algorithms checked against the default
-    "fused": {"algorithm": "fused"},
-    "fused grouped": {"algorithm": "fused", "fused_gemm": "grouped", "fused_block": 1 << 26},
-    "table": {"algorithm": "table", "table_min_density": 0.0},
-}
+ALGORITHMS = ("fused", "grouped", "table-all")  # profile_torch_conv.py's variants checked against the default
 
 CONVS = {
     "subm k3": {"kernel_size": 3},
@@ -125,8 +122,8 @@ def main() -> int:
     o, g = network_case(ref, amp=True, points=args.points)
     results.append(report("torch bf16 vs fp32 MinkUNet14A", {"out": rel(o, out32)}, 2e-2)
                    and report("torch bf16 vs fp32 MinkUNet14A", {"weight grads": rel(g, g32)}, 2e-1))
-    for name, changes in ALGORITHMS.items():
-        with torch_backend.settings(**changes):
+    for name in ALGORITHMS:
+        with torch_backend.settings(**variants(torch.device(DEVICE))[name]):
             o32, g32_ = network_case(ref, amp=False, points=args.points)
             o16, g16 = network_case(ref, amp=True, points=args.points)
         results.append(report(f"torch {name} vs default fp32", {"out": rel(o32, out32)}, 1e-5)

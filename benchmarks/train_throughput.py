@@ -52,7 +52,7 @@ import hiclr.nn.network as network_module
 from hiclr.nn.sparse.backends import torch_backend
 from hiclr.nn.sparse.tensor import CoordinateContext
 from hiclr.refine import refine_pairs
-from hiclr.store import Pairs, Store
+from hiclr.store import Pairs, Store, atomic_write_text
 from hiclr.train.anchors import class_anchors
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, scene_loader
@@ -250,13 +250,6 @@ _voxelize = network_module.voxelize
 _kernel_map = CoordinateContext.kernel_map
 
 
-def write_json(path: Path, data: dict) -> None:
-    """``data`` as JSON at ``path``, atomically (a temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -291,6 +284,7 @@ def main() -> None:
           f"{args.steps} steps after {args.warmup} warm-up, on {name}")
 
     results, failed = [], []
+    header = {"device": name, "args": {k: str(v) for k, v in vars(args).items()}}
     for backend in backends:
         for precision in [p for p in args.precisions.split(",") if p]:
             name_, _, variant = backend.partition(":")  # torch:table etc.: profile_torch_conv.py's variants
@@ -303,8 +297,8 @@ def main() -> None:
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
                 failed.append(f"{backend} {precision}")
             if args.json:  # what is measured so far survives a run killed at its time limit
-                write_json(args.json, {"device": name, "args": {k: str(v) for k, v in vars(args).items()},
-                                       "results": results, "failed": failed, "partial": True})
+                atomic_write_text(args.json, json.dumps({**header, "results": results, "failed": failed,
+                                                         "partial": True}, indent=1))
     if not results:
         sys.exit(f"failed: {', '.join(failed)}")
     base = results[0]["step_s"] / results[0]["scenes"]
@@ -325,8 +319,7 @@ def main() -> None:
         print(f"{r['backend']} {r['precision']}: waiting on data is {100 * share:.1f} % of the step "
               f"(loading in-process would add {r['load_in_process_s'] * r['scenes']:.2f} s per step)")
     if args.json:
-        write_json(args.json, {"device": name, "args": {k: str(v) for k, v in vars(args).items()},
-                               "results": results, "failed": failed})
+        atomic_write_text(args.json, json.dumps({**header, "results": results, "failed": failed}, indent=1))
     if failed:  # the table above has the others; a prepared GPU run must not read this as a pass
         sys.exit(f"failed: {', '.join(failed)}")
 

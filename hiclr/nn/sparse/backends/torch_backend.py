@@ -336,10 +336,9 @@ class _FusedConvFunction(torch.autograd.Function):
                 grad_x.index_add_(0, fmap.rows_in[lo:hi], _per_offset_mm(gg, group, w, True, fmap).to(grad_x.dtype))
             if grad_w is not None:  # grad_w[k] = Σ f[i]ᵀ g[o]
                 fg = f.index_select(0, fmap.rows_in[lo:hi])
-                ks, ends = fmap.group_tensors(group) if _grouped(fg, w) else (None, None)
-                grouped = None if ends is None else _grouped_mm(fg.T, gg, ends)  # (G, C_in, C_out)
-                if grouped is not None:
-                    grad_w.index_copy_(0, ks, grouped.to(grad_w.dtype))
+                grouped = _grouped_mm(fg.T, gg, fmap.group_tensors(group)[1]) if _grouped(fg, w) else None
+                if grouped is not None:  # (G, C_in, C_out)
+                    grad_w.index_copy_(0, fmap.group_tensors(group)[0], grouped.to(grad_w.dtype))
                 else:
                     for k, s, e in group:
                         grad_w[k] = fg[s - lo:e - lo].T @ gg[s - lo:e - lo]
