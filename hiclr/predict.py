@@ -76,6 +76,7 @@ class PointCloud:
     faces: np.ndarray | None  # (F, 3) int32
     origin: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) float64: file frame = coord + origin
     file_xyz: np.ndarray | None = None  # (N, 3) x y z exactly as the file stores them (float32 or float64)
+    color_note: str | None = None  # how colours that were not 8-bit were read (plyio.vertex_colors)
 
 
 def read_ply(path: Path | str) -> PointCloud:
@@ -85,6 +86,7 @@ def read_ply(path: Path | str) -> PointCloud:
     A georeferenced file (UTM coordinates) is shifted to a local origin (``hiclr.store.local_origin``)
     in float64 before its float32 cast, as ``prepare`` does, so no precision is lost."""
     from hiclr.datasets.plyio import read_ply as read
+    from hiclr.datasets.plyio import vertex_colors
     from hiclr.store import local_origin
 
     path = Path(path)
@@ -103,13 +105,10 @@ def read_ply(path: Path | str) -> PointCloud:
         raise HiclrError(f"{path}: non-finite vertex coordinates", "clean the point cloud first")
     origin = local_origin(world)
     coord = (world - origin).astype(np.float32)
-    color = None
-    if {"red", "green", "blue"} <= names:
-        rgb = np.stack([v["red"], v["green"], v["blue"]], 1)
-        color = (rgb * 255 if rgb.dtype.kind == "f" else rgb).clip(0, 255).astype(np.uint8)
+    color, color_note = vertex_colors(path, v)
     normal = np.stack([v["nx"], v["ny"], v["nz"]], 1).astype(np.float32) if {"nx", "ny", "nz"} <= names else None
     faces = ply["face"] if len(ply["face"]) else None
-    return PointCloud(coord, color, normal, faces, origin, file_xyz)
+    return PointCloud(coord, color, normal, faces, origin, file_xyz, color_note)
 
 
 def compute_normals(cloud: PointCloud) -> np.ndarray:
@@ -199,7 +198,7 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
     if prompts is not None:
         classes = read_prompts(prompts)
         text = prompt_embeddings(model, classes, str(dev), clip_weights, progress=progress)
-    warnings = []
+    warnings = [cloud.color_note] if cloud.color_note else []
     if cloud.color is None:
         warnings.append(f"{ply}: no red/green/blue vertex colours, but the model's input is '{model.input}': "
                         "every point was given mid-grey, so the labels rest on geometry alone and are unreliable "

@@ -218,6 +218,44 @@ def read_ply(path: Path | str) -> dict[str, np.ndarray]:
     return {"vertex": vertex, "face": faces, "elements": parsed}
 
 
+def vertex_colors(path: Path | str, vertex: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """The vertex colours of a PLY file as (N, 3) uint8, read by their declared type, and a note
+    saying what was assumed (None when the file is plain 8-bit); (None, None) without colours.
+
+    As common tools read them: ``uchar`` 0–255 as it is; ``ushort`` scaled from 0–65535;
+    ``float``/``double`` in 0–1, or in 0–255 when a value exceeds 1; other integer types only when
+    every value is within 0–255. Anything else (NaN, negative, beyond the type's range, mixed
+    channel types, floats whose values fit both ranges) is refused: a guess would change the labels."""
+    names = set(vertex.dtype.names or ())
+    if not {"red", "green", "blue"} <= names:
+        return None, None
+    path = Path(path)
+    kinds = {vertex.dtype[c].str[1:] for c in ("red", "green", "blue")}
+    declared = ", ".join(sorted(_NAMES.get(k, k) for k in kinds))
+    hint = "write red/green/blue as uchar 0–255 (or ushort 0–65535, or float 0–1)"
+    if len(kinds) > 1:
+        raise HiclrError(f"{path}: red/green/blue have different types ({declared})", hint)
+    (code,) = kinds
+    rgb = np.stack([vertex["red"], vertex["green"], vertex["blue"]], 1)
+    if code == "u1":
+        return rgb.astype(np.uint8), None
+    if code == "u2":
+        return np.round(rgb.astype(np.float64) / 257.0).astype(np.uint8), f"{path}: ushort colours read as 0–65535"
+    values = rgb.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise HiclrError(f"{path}: non-finite vertex colours ({declared})", hint)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low < 0 or high > 255:
+        raise HiclrError(f"{path}: {declared} colours in [{low:g}, {high:g}], outside 0–255", hint)
+    if code[0] == "f":
+        if high > 1:
+            return np.round(values).astype(np.uint8), f"{path}: {declared} colours read as 0–255 (values up to {high:g})"
+        if high == 1 and np.all((values == 0) | (values == 1)):  # 0/1 only: white (0–1) or black (0–255)?
+            raise HiclrError(f"{path}: {declared} colours are all 0 or 1, which fits both 0–1 and 0–255", hint)
+        return np.round(values * 255.0).astype(np.uint8), f"{path}: {declared} colours read as 0–1"
+    return values.astype(np.uint8), f"{path}: {declared} colours read as 0–255"
+
+
 def _triangulate(lst: np.ndarray | list[np.ndarray]) -> np.ndarray:
     if isinstance(lst, np.ndarray):
         if lst.ndim == 2 and lst.shape[1] == 3:
@@ -278,4 +316,4 @@ def _fmt(v: np.generic) -> str:
     return repr(float(v)) if np.issubdtype(type(v), np.floating) else str(int(v))
 
 
-__all__ = ["read_ply", "write_ply"]
+__all__ = ["read_ply", "vertex_colors", "write_ply"]

@@ -290,10 +290,11 @@ def select_frames(frames: Frames, stride: int) -> tuple[list[int], int]:
 # one scan
 
 
-def read_scan_mesh(scan_dir: Path, scan_id: str) -> dict[str, np.ndarray]:
+def read_scan_mesh(scan_dir: Path, scan_id: str) -> dict[str, Any]:
     """coord (N,3) f64 (the file's frame, exact for georeferenced meshes), color (N,3) u8, faces (F,3)
-    i32 and, if a label file exists, label (N,) i16."""
-    from hiclr.datasets.plyio import read_ply
+    i32, if a label file exists label (N,) i16, and color_note when the colours were not 8-bit
+    (how they were read: :func:`hiclr.datasets.plyio.vertex_colors`)."""
+    from hiclr.datasets.plyio import read_ply, vertex_colors
 
     mesh_path = scan_dir / f"{scan_id}_vh_clean_2.ply"
     if not mesh_path.is_file():
@@ -306,11 +307,14 @@ def read_scan_mesh(scan_dir: Path, scan_id: str) -> dict[str, np.ndarray]:
             raise HiclrError(f"{mesh_path}: vertex property {need!r} missing", "is this a ScanNet _vh_clean_2.ply?")
     if len(v) == 0:
         raise HiclrError(f"{mesh_path}: the mesh has no vertices", "re-download the scan (or leave it out of the split list)")
+    color, color_note = vertex_colors(mesh_path, v)
     out = {
         "coord": np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64),
-        "color": np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8),
+        "color": color,
         "faces": ply["face"].astype(np.int32),
     }
+    if color_note:
+        out["color_note"] = color_note
     if not np.isfinite(out["coord"]).all():
         raise HiclrError(f"{mesh_path}: non-finite vertex coordinates", "re-download the scan")
     label_path = scan_dir / f"{scan_id}_vh_clean_2.labels.ply"
@@ -370,7 +374,8 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
     if "label" in mesh:
         scene.write("label", mesh["label"], STEP, fp)
     frames = find_frames(scan_dir, scan_id, frames_root)
-    result: dict[str, Any] = {"status": "done", "points": len(mesh["coord"]), "views": 0, "dropped_invalid_pose": 0}
+    result: dict[str, Any] = {"status": "done", "points": len(mesh["coord"]), "views": 0, "dropped_invalid_pose": 0,
+                              "notes": [mesh["color_note"]] if "color_note" in mesh else []}
     meta: dict[str, Any] = {"source": "scannet", "units": "metres", "isolated_vertices": isolated,
                             "has_label": "label" in mesh}
     if frames is None:
@@ -450,6 +455,7 @@ def prepare_scannet(raw: Path, out: Path, cfg: ScanNetConfig, workers: int = 1, 
     ids = select_shard(sorted({s for v in found.values() for s in v}), shard)
     work = partial(prepare_scan, raw, out, cfg=cfg, overwrite=overwrite, frames_root=frames_root)
     summary = run_scenes(work, ids, workers=workers, desc="scannet", progress=progress)
+    summary.notes += [note for sid in summary.done for note in summary.results[sid].get("notes", [])]
     if unlisted:
         summary.notes.append(f"{len(unlisted)} scans in {raw} are in no {','.join(cfg.splits)} list and were not "
                              f"prepared: {_names(unlisted)} (add them with --split-file SPLIT=FILE)")
