@@ -21,7 +21,8 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-from hiclr.errors import HiclrError, yaml_reason
+from hiclr.errors import HiclrError
+from hiclr.safeyaml import load_yaml
 
 T = TypeVar("T")
 
@@ -164,6 +165,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return [_coerce(v, item, where) for v in value]
     if origin is dict or typ is Any:
         return value
+    if isinstance(value, (list, dict)) and typ in (bool, int, float, str):
+        raise HiclrError(f"{where}: expected one {typ.__name__}, got a {type(value).__name__}", "give a single value")
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -171,6 +174,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise HiclrError(f"{where}: expected true/false, got {value!r}", "use true or false")
     if typ in (int, float, str):
+        if typ is not str and isinstance(value, bool):
+            raise HiclrError(f"{where}: expected a number, got {str(value).lower()}", "give a number")
         if typ is int and isinstance(value, float) and not value.is_integer():
             raise HiclrError(f"{where}: expected an integer, got {value!r}", "give a whole number")
         try:
@@ -223,7 +228,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if "=" not in item:
             raise HiclrError(f"--set {item!r}: expected key=value", "for example --set train.epochs=3")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, f"--set {item!r}", "quote the value, e.g. --set 'a.b=\"text\"'") if raw.strip() else ""
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -254,9 +259,10 @@ def read_recipe(path: Path | str | None) -> dict[str, Any]:
         else:
             raise HiclrError(f"{path}: recipe not found", "give a path to a YAML file, e.g. recipes/synthetic.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise HiclrError(f"{path}: not valid YAML ({yaml_reason(exc)})", "fix the recipe file") from exc
+        text = path.read_bytes()
+    except OSError as exc:
+        raise HiclrError(f"{path}: cannot read the recipe ({exc.strerror})", "check the path and its permissions") from exc
+    data = load_yaml(text, str(path), "fix the recipe file") or {}
     if not isinstance(data, dict):
         raise HiclrError(f"{path}: a recipe is a mapping of step sections", "see recipes/synthetic.yaml")
     for name in data:

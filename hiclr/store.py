@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from hiclr import __version__
-from hiclr.errors import HiclrError, yaml_reason
+from hiclr.errors import HiclrError
 
 FORMAT_VERSION = 1
 IGNORE_INDEX = -1
@@ -326,10 +326,13 @@ class Store:
         path = root / "dataset.yaml"
         if not path.is_file():
             raise HiclrError(f"{path}: no dataset here", "create one with 'hiclr prepare synthetic|scannet|nuscenes --out DIR'")
+        from hiclr.safeyaml import STORE_VALUES, load_yaml
+
         try:
-            meta = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise HiclrError(f"{path}: not valid YAML ({yaml_reason(exc)})", "rerun 'hiclr prepare' to rewrite it") from exc
+            text = path.read_bytes()
+        except OSError as exc:
+            raise HiclrError(f"{path}: cannot read ({exc.strerror})", "check the store's permissions") from exc
+        meta = load_yaml(text, str(path), "rerun 'hiclr prepare' to rewrite it", STORE_VALUES)
         if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
             raise HiclrError(f"{path}: missing 'classes'", "rerun 'hiclr prepare' to rewrite it")
         if meta.get("format_version") != FORMAT_VERSION:
