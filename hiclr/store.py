@@ -256,6 +256,49 @@ class Pairs:
 
 
 # --------------------------------------------------------------------------------------------
+# cameras
+
+
+def camera_problems(intrinsics: np.ndarray | None = None, cam_to_world: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """(view, what is wrong) for every view whose camera cannot project a point.
+
+    Intrinsics (V, 3, 3): finite, focal lengths ``fx``, ``fy`` > 0, last row (0, 0, 1). Poses
+    (V, 4, 4) camera-to-world: finite, last row (0, 0, 0, 1), a rotation (orthonormal to 1e-2,
+    determinant +1). A view failing these makes NaN rays or points behind every camera, so
+    pseudolabel would label nothing, or run without end, instead of failing."""
+    out: list[tuple[int, str]] = []
+    if intrinsics is not None:
+        K = np.asarray(intrinsics, dtype=np.float64)
+        for v in range(len(K)):
+            k = K[v]
+            if not np.isfinite(k).all():
+                out.append((v, "non-finite intrinsics"))
+            elif not (k[0, 0] > 0 and k[1, 1] > 0):
+                out.append((v, f"intrinsics with focal lengths fx={k[0, 0]:g}, fy={k[1, 1]:g} (both must be > 0)"))
+            elif not np.allclose(k[2], (0, 0, 1), atol=1e-6):
+                out.append((v, f"intrinsics whose last row is {k[2].tolist()}, not [0, 0, 1]"))
+    if cam_to_world is not None:
+        T = np.asarray(cam_to_world, dtype=np.float64)
+        for v in range(len(T)):
+            t = T[v]
+            if not np.isfinite(t).all():
+                out.append((v, "a non-finite camera pose"))
+                continue
+            r = t[:3, :3]
+            if not np.allclose(t[3], (0, 0, 0, 1), atol=1e-6):
+                out.append((v, f"a camera pose whose last row is {t[3].tolist()}, not [0, 0, 0, 1]"))
+            elif np.abs(r.T @ r - np.eye(3)).max() > 1e-2 or np.linalg.det(r) < 0:
+                out.append((v, "a camera pose whose 3x3 part is not a rotation"))
+    return sorted(out)
+
+
+def _camera_error(problems: list[tuple[int, str]], where: str, hint: str) -> HiclrError:
+    v, what = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return HiclrError(f"{where}: view {v} has {what}{more}", hint)
+
+
+# --------------------------------------------------------------------------------------------
 # local origin
 
 LOCAL_GRID = 1000.0  # metres: a scene is stored relative to its centre rounded to whole kilometres
@@ -701,13 +744,17 @@ class Scene:
         T = np.array(cam_to_world, dtype=np.float64)
         if K.ndim != 3 or K.shape[1:] != (3, 3) or T.shape != (len(K), 4, 4):
             raise HiclrError(f"scene {self.id}: intrinsics {K.shape} / poses {T.shape} do not match (V,3,3)/(V,4,4)", "fix the converter")
-        if not np.isfinite(T).all() or not np.isfinite(K).all():
-            raise HiclrError(f"scene {self.id}: non-finite camera pose or intrinsics", "drop invalid frames before writing")
+        problems = camera_problems(K, T)
+        if problems:
+            raise _camera_error(problems, f"writing views of scene {self.id}",
+                                "fix the source's camera intrinsics and poses, or leave those frames out")
         T[:, :3, 3] -= self.origin
         T = T.astype(np.float32)
         vdir = self.path / "views"
         sizes: dict[str, list[int]] = {"color": []}
+        shapes: list[tuple[int, ...]] = []
         for v, rgb in enumerate(colors):
+            shapes.append(np.shape(rgb)[:2])
             buf = io.BytesIO()
             Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=jpeg_quality)
             sizes["color"].append(atomic_write_bytes(self._view_image("color", v), buf.getvalue()))
@@ -715,6 +762,10 @@ class Scene:
         if depths is not None:
             for v, d in enumerate(depths):
                 d = np.asarray(d)
+                if v < len(shapes) and d.shape != shapes[v]:
+                    raise HiclrError(f"writing views of scene {self.id}: depth frame {v} is {d.shape[1]}x{d.shape[0]} "
+                                     f"but its colour frame is {shapes[v][1]}x{shapes[v][0]}",
+                                     "store depth on the colour frame's grid (the converter must resample it)")
                 if d.dtype != np.uint16:
                     d = np.clip(np.round(np.nan_to_num(d, nan=0.0, posinf=0.0) * 1000.0), 0, 65535).astype(np.uint16)
                 buf = io.BytesIO()
@@ -739,8 +790,9 @@ class Scene:
         shape, dtype = VIEW_ARRAYS[name]
         if arr.dtype != np.dtype(dtype) or arr.shape[1:] != shape or len(arr) != self.num_views:
             raise HiclrError(f"{path}: expected ({self.num_views}, {shape}) {dtype}, got {arr.shape} {arr.dtype}", "rerun 'hiclr prepare' with --overwrite")
-        if not np.isfinite(arr).all():
-            raise HiclrError(f"{path}: non-finite values", "rerun 'hiclr prepare' with --overwrite")
+        problems = camera_problems(**{name: arr})
+        if problems:
+            raise _camera_error(problems, f"{path} (scene {self.id})", "rerun 'hiclr prepare' for this scene with --overwrite")
         return arr
 
     def read_color(self, v: int) -> np.ndarray:

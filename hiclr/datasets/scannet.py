@@ -196,6 +196,7 @@ def _sens_frames(path: Path) -> Frames:
     from hiclr.datasets.sens import read_sens_header
 
     s = read_sens_header(path)
+    check_intrinsics_fit(s.intrinsic_depth, (s.depth_width, s.depth_height), path, path)
     return Frames("sens", list(range(len(s.frames))), [f.camera_to_world for f in s.frames],
                   s.intrinsic_color[:3, :3].astype(np.float64), s.intrinsic_depth[:3, :3].astype(np.float64),
                   (s.depth_width, s.depth_height), s.depth_shift, "colour intrinsics from the .sens header",
@@ -231,6 +232,20 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise HiclrError(f"{path}: unreadable image ({exc})", "export the frame again with SensReader") from exc
 
 
+def check_intrinsics_fit(K: np.ndarray, size: tuple[int, int], image: Path, intrinsics: Path) -> None:
+    """Refuse a depth image whose size does not match its intrinsics: the principal point of a
+    real camera lies near the image centre (within 20 % of each side), which is where ``K`` puts
+    it for an image of ``size`` (width, height) only if ``K`` was calibrated for that size. A frame
+    exported at half or double size is caught; storing it would misplace every point."""
+    w, h = size
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    if not (abs(cx / w - 0.5) <= 0.2 and abs(cy / h - 0.5) <= 0.2):
+        raise HiclrError(f"{image}: depth frame is {w}x{h}, but {intrinsics} puts the principal point at "
+                         f"({cx:g}, {cy:g}): it describes an image of about {2 * cx + 1:.0f}x{2 * cy + 1:.0f}",
+                         "export depth frames and intrinsics together (SensReader), or scale intrinsic_depth.txt "
+                         "to the frames' size")
+
+
 def _exported_frames(root: Path) -> Frames:
 
     colors, depths, poses = _numbered(root / "color", ".jpg"), _numbered(root / "depth", ".png"), _numbered(root / "pose", ".txt")
@@ -243,6 +258,7 @@ def _exported_frames(root: Path) -> Frames:
         raise HiclrError(f"{kd_path}: missing", "export intrinsics with ScanNet's SensReader (--export_intrinsics)")
     K_depth = _read_matrix(kd_path)[:3, :3]
     dsize, csize = _image_size(depths[ids[0]]), _image_size(colors[ids[0]])
+    check_intrinsics_fit(K_depth, dsize, depths[ids[0]], kd_path)
     kc_path = root / "intrinsic" / "intrinsic_color.txt"
     K_color = _read_matrix(kc_path)[:3, :3] if kc_path.is_file() else None
     note = "colour intrinsics from intrinsic_color.txt"
@@ -259,6 +275,10 @@ def _exported_frames(root: Path) -> Frames:
         d = read_image(depths[ids[k]], None, "export the frame again with SensReader")
         if d.dtype not in (np.uint16, np.int32, np.uint32) or d.ndim != 2:
             raise HiclrError(f"{depths[ids[k]]}: depth PNG is {d.dtype}, expected 16-bit", "export depth with SensReader")
+        if d.shape != (dsize[1], dsize[0]):
+            raise HiclrError(f"{depths[ids[k]]}: depth frame is {d.shape[1]}x{d.shape[0]}, the scan's first frame "
+                             f"({depths[ids[0]].name}) and intrinsic_depth.txt are {dsize[0]}x{dsize[1]}",
+                             "export every depth frame at one size (SensReader)")
         return d.astype(np.uint16)
 
     return Frames("exported", ids, [_read_matrix(poses[i]) for i in ids], K_color, K_depth, dsize, 1000.0, note,

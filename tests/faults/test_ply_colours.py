@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from faultkit import cli, prepare_args, refused, scan
 
 RNG = np.random.default_rng(3)
