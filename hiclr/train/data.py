@@ -64,6 +64,15 @@ class SceneItem:
         return SceneItem(self.scene_id, *(getattr(self, f.name).pin_memory() for f in fields(self)[1:]))
 
 
+@dataclass
+class LoadFailure:
+    """A scene that could not be read, as a loader item: a :class:`HiclrError` raised in a DataLoader
+    worker would reach the training process re-typed, its message replaced by a traceback text."""
+
+    message: str
+    hint: str
+
+
 class TrainScenes(torch.utils.data.Dataset):
     """Scenes of a split for one epoch; item ``(epoch, i)`` is scene ``i`` with that epoch's randomness."""
 
@@ -85,7 +94,13 @@ class TrainScenes(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, key: tuple[int, int]) -> SceneItem:
+    def __getitem__(self, key: tuple[int, int]) -> SceneItem | LoadFailure:
+        try:
+            return self._item(key)
+        except HiclrError as exc:  # carried to the training process as data, re-raised there as itself
+            return LoadFailure(exc.message, exc.hint)
+
+    def _item(self, key: tuple[int, int]) -> SceneItem:
         epoch, i = key
         scene = self.store.scene(self.ids[i])
         rng = epoch_rng(self.cfg.seed, epoch, i)
@@ -141,6 +156,17 @@ def collate(items: list[SceneItem]) -> list[SceneItem]:
     return items
 
 
+class SceneLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose batches re-raise a scene's :class:`LoadFailure` as the HiclrError it was."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in super().__iter__():
+            for item in batch:
+                if isinstance(item, LoadFailure):
+                    raise HiclrError(item.message, item.hint)
+            yield batch
+
+
 def scene_loader(dataset: TrainScenes, sampler: EpochBatches, cfg: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
     """Batches of ``cfg.batch_size`` scenes in the sampler's order.
 
@@ -150,6 +176,6 @@ def scene_loader(dataset: TrainScenes, sampler: EpochBatches, cfg: TrainConfig, 
     seeded by it, and the loader keeps the sampler's order, so workers change nothing computed."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(cfg.workers, max(1, cpus - 1))  # leave a core to the training process
-    return torch.utils.data.DataLoader(
+    return SceneLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
