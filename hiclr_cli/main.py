@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "hiclr_cli.train:train",
     "distill": "hiclr_cli.distill:distill",
     "predict": "hiclr_cli.predict:predict",
+    "view": "hiclr_cli.view:view",
 }
 
 # One-line help for each command, so `hiclr --help` can list them without importing them.
@@ -32,8 +33,9 @@ SHORT_HELP: dict[str, str] = {
     "distill": "Feedback distillation and export of the final 3D-only model.",
     "evaluate": "Score a label array of the store (or a model's predictions): per-class IoU and mIoU.",
     "predict": "Label a PLY point cloud or mesh with a trained model, optionally with new prompts.",
+    "view": "Write an interactive 3D page of a scene (every label source, IoU, errors) that opens offline.",
 }
-ORDER = ["env", "prepare", "pseudolabel", "oversegment", "refine", "train", "distill", "evaluate", "predict"]
+ORDER = ["env", "prepare", "pseudolabel", "oversegment", "refine", "train", "distill", "evaluate", "predict", "view"]
 
 
 class LazyGroup(click.Group):
