@@ -47,7 +47,7 @@ Range = tuple[float | None, float | None]
 class SyntheticConfig:
     """`hiclr prepare synthetic`: procedural indoor rooms with rendered RGB-D views."""
 
-    RANGES: ClassVar[dict[str, Range]] = {"scenes": (1, None), "width": (8, None), "height": (8, None),
+    RANGES: ClassVar[dict[str, Range]] = {"scenes": (1, None), "views": (1, None), "width": (8, None), "height": (8, None),
                                           "spacing": (0.005, 0.5), "val_fraction": (0.0, 1.0)}
 
     scenes: int = 4  # number of rooms

@@ -36,7 +36,7 @@ def handle_errors(fn: F) -> F:
             click.secho(msg, fg="red", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.secho("interrupted: finished scenes are kept; rerun the same command to resume", fg="yellow", err=True)
+            click.secho(f"interrupted: {_resume_advice(ctx)}", fg="yellow", err=True)
             sys.exit(130)
         except Exception as exc:  # one line, not a traceback; --debug shows it
             if debug:
@@ -46,6 +46,16 @@ def handle_errors(fn: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _resume_advice(ctx: click.Context) -> str:
+    """What to run after Ctrl-C: the same command, or with ``--resume`` for a command that has the
+    flag and was not given it (train refuses to write into an unfinished run without it)."""
+    has_flag = any(p.name == "resume" for p in ctx.command.params)
+    if not has_flag or ctx.params.get("resume"):
+        return "finished work is kept; rerun the same command to resume"
+    return (f"the finished epochs are kept; to continue, rerun the same command with --resume added "
+            f"({ctx.command_path} … --resume)")
 
 
 def echo_warnings(warnings: list[str]) -> None:
@@ -67,7 +77,8 @@ def run_options(fn: F) -> F:
     """--workers, --shard k/n, --overwrite, --scenes: how a per-scene step runs."""
     fn = click.option("--overwrite", is_flag=True, help="Redo scenes whose outputs exist with the same settings.")(fn)
     fn = click.option("--shard", default=None, metavar="K/N", help="Process only shard K of N (1-based), for job arrays.")(fn)
-    fn = click.option("--workers", type=int, default=1, show_default=True, help="Scenes processed in parallel.")(fn)
+    fn = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                      help="Scenes processed in parallel (≥ 1).")(fn)
     return fn
 
 

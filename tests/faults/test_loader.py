@@ -35,3 +35,17 @@ def test_a_worker_error_is_reraised_as_itself(tmp_path: Path, monkeypatch, worke
               "--set", "train.input=color_normal", "--set", "train.batch_size=1")
     line = refused(res, str(bad), "non-finite", "--overwrite")
     assert "DataLoader" not in line and "Original Traceback" not in line
+
+
+def test_ctrl_c_in_train_names_the_command_that_resumes(tmp_path: Path, monkeypatch) -> None:
+    from hiclr.train import loop
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_train", interrupted)
+    res = cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--stages", "baseline")
+    assert res.exit_code == 130
+    assert "--resume added" in res.stderr and "rerun the same command to resume" not in res.stderr
+    res = cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--resume")  # already resuming: the same command
+    assert res.exit_code == 130 and "rerun the same command to resume" in res.stderr
