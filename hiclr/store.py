@@ -183,25 +183,62 @@ def locked(lock_path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _npy_header_problem(f: Any, size: int) -> str | None:
+    """Why the ``.npy`` stream ``f`` of ``size`` bytes is not complete, read from its header alone:
+    the header's shape and dtype must need exactly the bytes that follow it (a corrupt header may
+    claim terabytes, which ``np.load`` would try to allocate)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        start = f.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        return f"unreadable header ({exc})"
+    expected = start + int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow
+    return None if size == expected else f"{size} bytes, its header needs {expected}"
+
+
 def npy_problem(path: Path) -> str | None:
     """Why ``path`` is not a complete ``.npy`` file (header read, size checked), or None."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f)
-            start = f.tell()
+            return _npy_header_problem(f, size)
     except FileNotFoundError:
         return "missing"
-    except (OSError, ValueError, EOFError) as exc:
-        return f"unreadable header ({exc})"
-    expected = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    return None if size == expected else f"{size} bytes, its header needs {expected}"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+
+
+def npz_problem(path: Path, members: Iterable[str] = ()) -> str | None:
+    """Why ``path`` is not a complete ``.npz`` of ``members`` (each member's ``.npy`` header checked
+    against its size in the archive, before anything is allocated), or None."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            missing = [m for m in members if f"{m}.npy" not in names]
+            if missing:
+                return f"columns missing ({', '.join(missing)})"
+            for info in z.infolist():
+                with z.open(info) as f:
+                    why = _npy_header_problem(f, info.file_size)
+                if why:
+                    return f"{info.filename}: {why}"
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"not a readable .npz ({exc})"
+    return None
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     """Load a ``.npy`` file without pickle; a truncated or corrupt file raises :class:`HiclrError`."""
+    why = npy_problem(path)
+    if why == "missing":
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+    if why:
+        raise HiclrError(f"{path}: truncated or corrupt .npy file ({why})",
+                         "rerun the step that wrote it with --overwrite")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
@@ -555,12 +592,9 @@ class Scene:
             if why:
                 return f"{path}: {why}"
         elif path.suffix == ".npz":
-            try:
-                with zipfile.ZipFile(path) as z:
-                    if not {f"{c}.npy" for c in PAIR_COLUMNS} <= set(z.namelist()):
-                        return f"{path}: columns missing"
-            except (OSError, zipfile.BadZipFile) as exc:
-                return f"{path}: {exc}"
+            why = npz_problem(path, PAIR_COLUMNS)
+            if why:
+                return f"{path}: {why}"
         if name == "views":
             for kind, sizes in entry.get("image_bytes", {}).items():
                 for v, want in enumerate(sizes):
@@ -694,6 +728,9 @@ class Scene:
         path = self._file(kind)
         if not path.is_file():
             raise HiclrError(f"{path}: scene {self.id} has no {kind}", f"run {PAIR_KINDS[kind]} first")
+        why = npz_problem(path, PAIR_COLUMNS)
+        if why:
+            raise HiclrError(f"{path}: unreadable pairs file ({why})", f"rerun {PAIR_KINDS[kind]} with --overwrite")
         try:
             with np.load(path, allow_pickle=False) as z:
                 cols = {c: z[c] for c in PAIR_COLUMNS}
