@@ -92,17 +92,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(path: Path) -> list[Path]:
-    """Remove temporaries of ``path`` whose writer is gone; returns what was removed."""
+def clean_stale_temporaries(path: Path, every: bool = False) -> list[Path]:
+    """Remove temporaries of ``path`` whose writer is gone; returns what was removed.
+
+    ``every``: ``path`` is a folder, and the dead temporaries of every file in it are removed."""
     path = Path(path)
     removed: list[Path] = []
     host = socket.gethostname()
-    ours = re.compile(rf"^\.{re.escape(path.name)}\.(.+)\.(\d+)\.[0-9a-f]{{8}}\.tmp$")
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    name = ".+" if every else re.escape(path.name)
+    ours = re.compile(rf"^\.{name}\.{re.escape(host)}\.(\d+)\.[0-9a-f]{{8}}\.tmp$")
+    folder, pattern = (path, ".*.tmp") if every else (path.parent, f".{glob.escape(path.name)}.*.tmp")
+    for tmp in folder.glob(pattern):
         m = ours.match(tmp.name)
         try:
-            if m and m.group(1) == host:
-                stale = not _pid_alive(int(m.group(2)))
+            if m:
+                stale = not _pid_alive(int(m.group(1)))
             else:  # another host, or the mkstemp names of hiclr <= 0.1
                 stale = time.time() - tmp.stat().st_mtime > _STALE_FOREIGN_S
             if stale:
@@ -611,12 +615,22 @@ class Scene:
         entry = self.manifest["arrays"].get(name)
         return entry["fingerprint"] if entry and self.problem(name) is None else None
 
+    def clean_temporaries(self) -> list[Path]:
+        """Remove the temporaries that dead writers left in the scene (a killed step): a rerun that
+        finds the scene up to date leaves no half-written file behind."""
+        if not self.path.is_dir() or self.path.is_symlink():
+            return []
+        return [p for d in (self.path, self.path / "views") if d.is_dir() for p in clean_stale_temporaries(d, every=True)]
+
     def is_done(self, name: str, fingerprint: str) -> bool:
-        """True when ``name`` exists intact and was made with this exact config fingerprint."""
+        """True when ``name`` exists intact and was made with this exact config fingerprint (dead
+        writers' temporaries in the scene are removed first)."""
+        self.clean_temporaries()
         return self.fingerprint(name) == fingerprint
 
     def is_prepared(self, fingerprint: str) -> bool:
         """True when prepare finished this scene with ``fingerprint`` and all its outputs are intact."""
+        self.clean_temporaries()
         m = self.manifest if self.exists() else {}
         if m.get("meta", {}).get("prepared") != fingerprint:
             return False

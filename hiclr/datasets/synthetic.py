@@ -198,6 +198,7 @@ def _prepare_one(sid: str, root: str, cfg: SyntheticConfig, overwrite: bool) -> 
     seed = int(sid.split("_", 1)[1])
     fp = scene_fingerprint(cfg, seed)
     scene = store.scene(sid)
+    scene.clean_temporaries()
     if not overwrite and scene.exists() and all(scene.fingerprint(n) == fp for n in OUTPUTS):
         return {"status": "skipped"}
     if scene.path.exists():  # a fresh folder: outputs of later steps made from an old room are stale
