@@ -615,6 +615,24 @@ class Scene:
         entry = self.manifest["arrays"].get(name)
         return entry["fingerprint"] if entry and self.problem(name) is None else None
 
+    def remove(self) -> None:
+        """Delete the scene folder before it is prepared again (its later outputs depend on it).
+
+        A scene folder that is a symbolic link is refused: the data it points to lies outside the
+        store and is never deleted."""
+        import shutil
+
+        if self.path.is_symlink():
+            raise HiclrError(f"{self.path}: the scene folder is a symbolic link (to {os.readlink(self.path)}); "
+                             "hiclr does not delete data outside the store",
+                             f"remove the link (rm {self.path}) or replace it with a real folder, then rerun")
+        if self.path.exists():
+            try:
+                shutil.rmtree(self.path)
+            except OSError as exc:
+                raise _write_failed(Path(exc.filename or self.path), exc) from exc
+        self._manifest = None
+
     def clean_temporaries(self) -> list[Path]:
         """Remove the temporaries that dead writers left in the scene (a killed step): a rerun that
         finds the scene up to date leaves no half-written file behind."""

@@ -20,7 +20,6 @@ depth maps. Splits come from ``nuscenes.utils.splits.create_splits_scenes()``.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -155,8 +154,7 @@ def prepare_sample(dataroot: Path, out: Path, token: str, cfg: NuScenesConfig, o
     fp = fingerprint(dataclasses.replace(cfg, splits=[]), format="nuscenes-1")
     if not overwrite and scene.exists() and scene.is_prepared(fp):
         return {"status": "skipped"}
-    if scene.path.exists():
-        shutil.rmtree(scene.path)
+    scene.remove()  # stale or partial: outputs of later steps depend on it too
     scene = store.scene(token)
     sample = nusc.get("sample", token)
     lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -380,8 +379,7 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
     fp = _fingerprint(cfg)
     if not overwrite and scene.exists() and scene.is_prepared(fp):
         return {"status": "skipped"}
-    if scene.path.exists():
-        shutil.rmtree(scene.path)  # stale or partial: outputs of later steps depend on it too
+    scene.remove()  # stale or partial: outputs of later steps depend on it too
     scene = store.scene(scan_id)
     scan_dir = Path(raw) / scan_id
     mesh = read_scan_mesh(scan_dir, scan_id)

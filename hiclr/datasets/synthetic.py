@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,8 +200,7 @@ def _prepare_one(sid: str, root: str, cfg: SyntheticConfig, overwrite: bool) -> 
     scene.clean_temporaries()
     if not overwrite and scene.exists() and all(scene.fingerprint(n) == fp for n in OUTPUTS):
         return {"status": "skipped"}
-    if scene.path.exists():  # a fresh folder: outputs of later steps made from an old room are stale
-        shutil.rmtree(scene.path)
+    scene.remove()  # stale or partial: outputs of later steps depend on it too
     s = generate_scene(seed, cfg)
     scene = store.scene(sid)
     scene.set_meta(source="synthetic", seed=seed, room_type=s.layout.kind, image_size=[cfg.width, cfg.height],
