@@ -37,10 +37,16 @@ def _parse_compare(text: str, model: str | None) -> list[str]:
               help="Where to write metrics.json.  [default: DATA/metrics/<labels>-<split>.json, "
                    "compare-<split>.json with --compare]")
 @click.option("--device", default="auto", show_default=True, help="Device for --model predictions.")
+@click.option("--figures", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also draw PNGs into DIR: per-class IoU bars of the sources, the refinement picture of one "
+                   "view (Fig. 3), and the feature space (Fig. 7) of --model and every --feature-model.")
+@click.option("--feature-model", "feature_models", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="A model file drawn as one more panel of the feature-space figure (repeatable: EXP I … V).")
 @recipe_options
 @handle_errors
 def evaluate(data: str, labels: str | None, compare: str | None, split: str | None, model: str | None, segments: bool,
-             out: str | None, device: str, recipe: str | None, overrides: tuple[str, ...]) -> None:
+             out: str | None, device: str, figures: str | None, feature_models: tuple[str, ...], recipe: str | None,
+             overrides: tuple[str, ...]) -> None:
     """Score DATA's LABELS on SPLIT: per-class IoU, mIoU over present classes, accuracies.
 
     Every source is scored on the same points: all labelled points of the split (a point the
@@ -97,3 +103,8 @@ def evaluate(data: str, labels: str | None, compare: str | None, split: str | No
         click.echo(f"segments: {g['num_segments']:,} | purity {100 * g['purity']:.1f}% | "
                    f"best per-segment mIoU {100 * g['oracle_miou']:.1f}")
     click.echo(f"wrote {path}")
+    if figures:
+        from hiclr.figures import write_figures
+
+        for fig in write_figures(store, evs, figures, [*([model] if model else []), *feature_models], device):
+            click.echo(f"figure: {fig}")

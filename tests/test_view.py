@@ -210,3 +210,80 @@ def test_json_payload_cannot_close_its_script(tmp_path: Path) -> None:
     html = write_page(data, tmp_path / "p.html").path.read_text()
     body = html.split('id="hiclr-data">', 1)[1].split("</script>", 1)[0]
     assert json.loads(body)["title"] == "</script><b>x"
+
+
+# --------------------------------------------------------------------------------------------
+# figures (hiclr.figures): IoU bars, the refinement picture, the feature space
+
+
+def test_view_label_image_by_hand() -> None:
+    from hiclr.figures import view_label_image
+
+    # camera at the origin looking along +z; fx = fy = 10, principal point (4, 3), an 8 x 6 image.
+    # (0.1, 0, 1) projects to u = 10 * 0.1 + 4 = 5, v = 3; a nearer point on the same pixel wins.
+    K = np.array([[10.0, 0, 4], [0, 10.0, 3], [0, 0, 1]])
+    pts = np.array([[0.1, 0, 1], [0.05, 0, 0.5], [0, 0, -1]])
+    img = view_label_image(pts, np.array([1, 2, 0]), K, np.eye(4), 8, 6, radius=1.5)
+    assert img[3, 5] == 2  # the nearer point's label
+    assert img[3, 6] == 2 and img[4, 6] == 2 and img[3, 7] == -1  # filled within 1.5 px, empty beyond
+    assert (img >= 0).sum() == 9  # the 3 x 3 pixels around (5, 3); the point behind the camera is dropped
+
+
+def test_figures_from_evaluate(tmp_path: Path) -> None:
+    from PIL import Image
+
+    st = _room(tmp_path)
+    res = CliRunner().invoke(cli, ["evaluate", str(st.root), "--compare", "pseudo,refined,pred", "--figures",
+                                   str(tmp_path / "fig")])
+    assert res.exit_code == 0, res.output
+    bars, refinement = tmp_path / "fig" / "iou-val.png", tmp_path / "fig" / "refinement-s0.png"
+    assert f"figure: {bars}" in res.output and f"figure: {refinement}" in res.output
+    for p in (bars, refinement):
+        img = np.asarray(Image.open(p).convert("RGB"))
+        assert img.shape[0] > 200 and (img < 200).any(-1).mean() > 0.01  # drawn, not blank
+
+
+def test_refinement_picks_the_view_the_vote_changed(tmp_path: Path) -> None:
+    from hiclr import figures
+
+    st = _room(tmp_path)
+    seen: dict = {}
+    real = figures.view_label_image
+
+    def spy(coord, labels, *a, **k):
+        seen.setdefault("labels", []).append(np.asarray(labels).copy())
+        return real(coord, labels, *a, **k)
+
+    figures.view_label_image = spy
+    try:
+        figures.refinement_figure(st, "s0", tmp_path / "r.png")
+    finally:
+        figures.view_label_image = real
+    # the vote changed the box's labels in view 0 only (floor → box): panels pseudo, refined, gt of view 0
+    pseudo, refined, gt = seen["labels"]
+    assert len(pseudo) == 1681 + 81 and (pseudo[-81:] == 1).all() and (refined[-81:] == 2).all()
+    assert (refined == gt).sum() > (pseudo == gt).sum()
+
+
+def test_feature_space_pca_fallback_without_sklearn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from hiclr.figures import embed_2d, feature_figure
+    from hiclr.model_file import ModelFile, save_model
+    from hiclr.nn import PointNetwork
+
+    # PCA by hand: points on a line along (1, 1, 0) / sqrt(2) → the first axis is the position on it
+    t = np.linspace(-1, 1, 5)
+    xy, used = embed_2d(np.c_[t, t, np.zeros(5)], "pca")
+    assert used == "PCA" and np.allclose(np.abs(xy[:, 0]), np.abs(t) * np.sqrt(2)) and np.allclose(xy[:, 1], 0)
+
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)  # import fails as when sklearn is absent
+    assert embed_2d(np.random.default_rng(0).normal(size=(20, 4)))[1] == "PCA"
+    st = _room(tmp_path)
+    torch.manual_seed(0)
+    net = PointNetwork("MinkUNet14A", in_channels=3, out_channels=8, voxel_size=0.2, backend="torch")
+    text = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    model = save_model(tmp_path / "exp1" / "model.pt",
+                       ModelFile(net.state_dict(), net.arch_config() | {"backend": "auto"}, CLASSES, text, anchors="random"))
+    out = feature_figure(st, [("EXP I", model)], tmp_path / "f.png", samples=300, device="cpu")
+    assert out.is_file() and out.stat().st_size > 10_000
