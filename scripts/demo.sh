@@ -35,3 +35,5 @@ SCENE=$(ls "$DATA/scenes" | head -n 1)
 "$HICLR" predict "$OUT/$SCENE.ply" --model "$RUN/model.pt" --out "$OUT/predict"
 step "summary: val mIoU, like for like (all = every labelled point, unseen = miss; seen = points seen by a view)"
 grep -v '^wrote' "$OUT/eval-compare.txt"
+step "view: the interactive page of one val scene (one HTML file, opens offline in any browser)"
+"$HICLR" view "$DATA" --out "$OUT/view.html"

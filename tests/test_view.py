@@ -200,6 +200,16 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
                 assert text == f"{100 * want[name]['iou']:.1f}"
             miou = b.eval("Number(document.querySelector('#legend [data-miou]').dataset.miou)")
             assert miou == pytest.approx(evs[src].scores["miou"], abs=1e-12)
+        # click the middle of the box top (1, 1, 0.4): the info names its class under every source and
+        # the two views that saw it, and lights their frustums
+        x, y = b.eval("window.hiclrView.screenOf(1.0, 1.0, 0.4)")
+        for kind in ("mousePressed", "mouseReleased"):
+            b.call("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+        info = b.wait_for("window.hiclrView.state.pinned !== null && document.getElementById('info').innerText")
+        assert "seen by 2 views: #0 floor, #1 box" in info, info
+        rows = dict(line.split("\t")[:2] for line in info.splitlines() if "\t" in line)
+        assert {k: v.strip() for k, v in rows.items()} == {"gt": "box", "pseudo": "floor", "refined": "box",
+                                                           "model": "floor", "segment": "2"}
     assert load_s < 15, f"the page took {load_s:.1f} s to draw"
 
 

@@ -291,7 +291,12 @@ async function main() {
   update();
   resize();
   statusEl.textContent = `${D.points_shown.toLocaleString("en")} points · three.js r${THREE.REVISION}`;
-  window.hiclrView = { ready: true, state, payload: D, render, select: (s) => { state.source = s; update(); } };
+  // screenOf: the page coordinates of a world point (for tests that click a known point)
+  const screenOf = (x, y, z) => {
+    const v = new THREE.Vector3(x, y, z).project(camera), r = renderer.domElement.getBoundingClientRect();
+    return [r.left + (v.x + 1) / 2 * r.width, r.top + (1 - v.y) / 2 * r.height];
+  };
+  window.hiclrView = { ready: true, state, payload: D, render, screenOf };
   document.body.dataset.ready = "1";
 }
 
