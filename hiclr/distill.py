@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hiclr.device import resolve_device
 from hiclr.errors import HiclrError
 from hiclr.model_file import ModelFile, save_model
 from hiclr.store import atomic_write_text
@@ -85,15 +86,18 @@ def distill_epochs(run: Path, epochs: int, device: str | None = None, progress: 
     phase = _phase(run, epochs, done)
     if phase is not None and done >= phase["until"]:
         return TrainResult(run, done, state.get("best"), state.get("best_epoch"), {}, skipped=True)
+    new = phase is None
     if phase is None:
         phase = {"from": done, "epochs": epochs, "until": done + epochs}
-        atomic_write_text(run / PHASE_FILE, json.dumps(phase, indent=1))
     stages = [s for s in ("intraset", "intrascene", "interscene", "feedback") if s in cfg.stages or s == "feedback"]
     # the schedule of the phase's first run, whether config.yaml is the original or already extended
     changes: dict[str, Any] = {**extended_schedule(cfg, phase["from"], epochs), "stages": stages}
     if device is not None:
         changes["device"] = device
     cfg = dataclasses.replace(cfg, **changes)
+    resolve_device(cfg.device, "train.device")  # a device that is not here changes nothing in the run
+    if new:
+        atomic_write_text(run / PHASE_FILE, json.dumps(phase, indent=1))
     return train(store, run, cfg, resume=True, progress=progress)
 
 
