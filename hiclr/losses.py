@@ -20,6 +20,7 @@ pairs a batch happens to hold), so the terms have comparable scales when average
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -35,31 +36,58 @@ def class_logits(features: Tensor, text: Tensor, temperature: float | Tensor = 0
 
 
 def pair_ce_loss(point_features: Tensor, text: Tensor, pair_point: Tensor, pair_label: Tensor,
-                 temperature: float | Tensor = 0.07, normalize: bool = True) -> Tensor:
+                 temperature: float | Tensor = 0.07, normalize: bool = True, class_weight: Tensor | None = None) -> Tensor:
     """L_ce, Eq. 1: cross-entropy over all point↔pixel pairs 𝓜 of the batch.
 
     point_features: (N, d) features of every point of the batch; pair_point: (P,) long index of each
     pair's point into those rows; pair_label: (P,) long pseudo-label l_m of each pair.
     A point seen in k views appears k times, as in Eq. 1. Returns a scalar: the mean over pairs
-    (0 with a gradient path when P = 0).
+    (0 with a gradient path when P = 0). ``class_weight`` (C,): each pair weighs the weight of its
+    label and the mean is over those weights, as ``F.cross_entropy(..., weight=)``.
+
+    The pairs of one row share its logits, so the sum is taken over rows: a (row, class) count
+    matrix n_rc from the pairs, then -Σ n_rc w_c log p_rc / Σ n_rc w_c — the same number as the
+    per-pair cross-entropy (:func:`pair_ce_loss_per_pair`, the reference kept for tests), without
+    a (P, C) gather, log-softmax and its backward per pair.
     """
     if pair_point.numel() == 0:
         return point_features.sum() * 0.0
     logits = class_logits(point_features, text, temperature, normalize)  # (N, C): once per point, not per pair
-    return F.cross_entropy(logits[pair_point], pair_label)
+    n, c = logits.shape
+    counts = torch.bincount(pair_point * c + pair_label, minlength=n * c).view(n, c).to(logits.dtype)
+    if class_weight is not None:
+        counts = counts * class_weight.to(logits)
+    rows = torch.nonzero(counts.sum(1) > 0).squeeze(1)  # only the rows that have pairs
+    counts = counts[rows]
+    return -(counts * F.log_softmax(logits[rows], dim=-1)).sum() / counts.sum().clamp_min(1e-12)
+
+
+def pair_ce_loss_per_pair(point_features: Tensor, text: Tensor, pair_point: Tensor, pair_label: Tensor,
+                          temperature: float | Tensor = 0.07, normalize: bool = True,
+                          class_weight: Tensor | None = None) -> Tensor:
+    """Eq. 1 written pair by pair (the previous release's computation): the reference that
+    :func:`pair_ce_loss` must equal, and the "before" of ``benchmarks/train_throughput.py``."""
+    if pair_point.numel() == 0:
+        return point_features.sum() * 0.0
+    logits = class_logits(point_features, text, temperature, normalize)
+    weight = class_weight.to(logits) if class_weight is not None else None
+    return F.cross_entropy(logits[pair_point], pair_label, weight=weight)
 
 
 def correlation_ce_loss(aggregated: Tensor, text: Tensor, labels: Tensor, temperature: float | Tensor = 0.07,
-                        normalize: bool = True) -> Tensor:
+                        normalize: bool = True, class_weight: Tensor | None = None) -> Tensor:
     """L̂_ce, Eq. 4: cross-entropy of the transformer outputs f̂_m (Eq. 3 / Eq. 7) against the
     sampled points' labels l̂_m (majority of each point's refined pairs).
 
     aggregated: (M, d) transformer outputs; labels: (M,) long. Returns the mean over the M points.
     (The bias b of Eq. 3 is kept in f̂: the paper drops it only from its gradient analysis.)
+    ``class_weight`` (C,): weighted mean, as in :func:`pair_ce_loss`.
     """
     if labels.numel() == 0:
         return aggregated.sum() * 0.0
-    return F.cross_entropy(class_logits(aggregated, text, temperature, normalize), labels)
+    logits = class_logits(aggregated, text, temperature, normalize)
+    weight = class_weight.to(logits) if class_weight is not None else None
+    return F.cross_entropy(logits, labels, weight=weight)
 
 
 def feedback_kl_loss(features: Tensor, aggregated: Tensor, over: str = "feature", text: Tensor | None = None,

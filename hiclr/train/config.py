@@ -30,7 +30,7 @@ class TrainConfig:
     # numeric ranges checked when a recipe or --set is read (hiclr.config.from_dict); the rest are ≥ 0
     RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "voxel_size": (1e-3, 10.0), "lr": (1e-9, 10.0), "momentum": (0.0, 1.0), "transformer_lr": (0.0, 1.0),
-        "temperature": (1e-4, 100.0), "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None),
+        "temperature": (1e-4, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5), "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None),
         "transformer_heads": (1, None)}
 
     # what is trained
@@ -44,6 +44,10 @@ class TrainConfig:
     temperature: float = 0.07  # τ for cosine; the initial τ for learnable; inner uses τ = 1 (the paper's ψ)
     logit_scale_lr: float = 0.01  # learnable: Adam lr of log(1/τ) (clamped to ≤ log 100, as CLIP)
     grad_clip: float = 0.0  # max global grad norm of the 3D network (0 = off; the paper's inner product needs it)
+    class_balance: float = 0.0  # weight pairs of class c by f_c^-p, f_c its share of the training pseudo-labels (0 = off, 0.5 = 1/sqrt, 1 = inverse)
+    combine: str = "mean"  # the loss: mean of the active terms (the paper, §3.4) | weighted: L_ce + corr_weight·(L̂_intra + L̂_inter) + kl_weight·L_kl
+    corr_weight: float = 1.0  # combine=weighted: weight of each transformer's L̂_ce
+    kl_weight: float = 1.0  # combine=weighted: weight of L_kl
     kl_over: str = "feature"  # L_kl distributions: feature (softmax over channels, literal Eq. 8) | logits
     samples: int = 1024  # M, points sampled per scene for the transformers (∝ segment size)
     transformer_layers: int = 3
@@ -61,13 +65,14 @@ class TrainConfig:
     optimizer: str = "sgd"  # 3D network: sgd (the paper: lr 0.2, momentum 0.9) | adamw (lr ~1e-3; converges in fewer steps)
     lr: float = 0.2  # 3D network
     momentum: float = 0.9
+    warmup: float = 0.0  # share of the run's steps with a linear learning-rate warm-up before the cosine decay
     weight_decay: float = 1e-4
     transformer_lr: float = 2e-4  # AdamW, transformers
     transformer_weight_decay: float = 0.01  # AdamW's default
     augment: bool = True  # random z-rotation and x/y flips (CLIP2Scene)
     seed: int = 0
     deterministic: bool = False  # torch deterministic algorithms (resume gives bit-identical weights on CPU)
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16 / AMX); fp32 where bf16 would be emulated
     # text anchors
     text_embeddings: str = "auto"  # auto: the CLIP embeddings cached by pseudolabel, else (oracle data) seeded random
     # validation and checkpoints
@@ -83,6 +88,8 @@ class TrainConfig:
         if "feedback" in self.stages and not ({"intrascene", "interscene"} & set(self.stages)):
             raise HiclrError("train.stages: feedback needs intrascene or interscene (it distils their outputs)",
                              "add intrascene and/or interscene, e.g. --stages intraset,intrascene,interscene,feedback")
+        if self.combine not in ("mean", "weighted"):
+            raise HiclrError(f"train.combine: {self.combine!r}", "use mean (the paper: mean of the active terms) or weighted")
         if self.kl_over not in ("feature", "logits"):
             raise HiclrError(f"train.kl_over: {self.kl_over!r}", "use feature or logits")
         if self.input not in ("color", "color_normal"):

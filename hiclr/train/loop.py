@@ -4,7 +4,9 @@ Run folder ``RUN/``::
 
     config.yaml     the resolved TrainConfig            run.json   data path, classes, anchors, start/finish
     env.json        versions, device, backend, world size, anchor source (and its warning)
-    log.csv         one row per epoch: every loss term, lr of both optimisers, seconds, val mIoU
+    log.csv         one row per epoch: optimiser steps so far, every loss term, lr of both optimisers, seconds
+                    (of the epoch, and of training so far without validation), val mIoU (all and seen points)
+    val.jsonl       one record per validation: epoch, step, train_seconds, all, seen, per-class IoU (all points)
     ckpt/last.pt    written after every epoch (tensors only)   ckpt/best.pt  best val mIoU so far
     tb/             TensorBoard events, when the tensorboard package is installed
 
@@ -40,11 +42,12 @@ from hiclr.train.anchors import class_anchors
 from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, scene_loader
-from hiclr.train.model import HiclModel, build_network, mean_of_terms, network_supports_amp
-from hiclr.train.schedule import active_terms, cosine_lr, switch_steps
+from hiclr.train.model import HiclModel, build_network, combine_terms, cpu_native_bf16, network_supports_amp, use_amp
+from hiclr.train.schedule import active_terms, switch_steps, warmup_cosine_lr
 
 TERMS = ("ce", "intra", "inter", "kl")
-LOG_COLUMNS = ("epoch", "loss", *TERMS, "lr", "transformer_lr", "logit_scale", "seconds", "val_miou")
+LOG_COLUMNS = ("epoch", "step", "loss", *TERMS, "lr", "transformer_lr", "logit_scale", "seconds", "train_seconds",
+               "val_miou", "val_miou_seen")
 # Settings a resumed run may change: they do not alter what the finished epochs computed.
 RESUMABLE_CHANGES = NON_SEMANTIC | {"epochs", "val_every", "val_max_scenes", "val_split", "stages", "kl_from",
                                     "ce_from", "correlation_from"}
@@ -119,6 +122,14 @@ def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(f) if int(r["epoch"]) <= upto]
 
 
+def _read_val(path: Path, upto: int) -> list[dict[str, Any]]:
+    """The validation records (``val.jsonl``) of epochs ≤ ``upto``."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if int(r["epoch"]) <= upto]
+
+
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
@@ -137,21 +148,40 @@ def _tensorboard(run: Path) -> Any:
 
 
 def validate(net: torch.nn.Module, text: torch.Tensor, store: Store, scene_ids: list[str], cfg: TrainConfig,
-             device: torch.device) -> float:
-    """mIoU of the network's predictions over ``scene_ids`` (one confusion matrix, every point)."""
-    from hiclr.evaluate import confusion_matrix, scores_from_confusion
+             device: torch.device, seen_masks: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The network's predictions over ``scene_ids`` scored as ``hiclr evaluate`` scores a model:
+    ``all`` = mIoU over every labelled point, ``seen`` = over those seen by a view (a pseudo-label
+    pair; None when the scenes have no pairs), ``per_class`` = IoU per class over all points.
+    ``seen_masks`` caches each scene's seen points between calls."""
+    from hiclr.evaluate import confusion_matrix, scene_labels, scores_from_confusion
     from hiclr.inference import input_features, predict_points
 
     c = store.num_classes
     conf = np.zeros((c, c + 1), dtype=np.int64)
+    conf_seen = np.zeros((c, c + 1), dtype=np.int64)
+    with_pairs = True
     for sid in scene_ids:
         scene = store.scene(sid)
         coord = scene.read("coord")
         feats = input_features(scene.read("color") if scene.has("color") else None,
                                scene.read("normal") if cfg.input == "color_normal" else None, cfg.input, len(coord))
         pred = predict_points(net, text, coord, feats, device)
-        conf += confusion_matrix(scene.read("label"), pred, c, store.ignore_index)
-    return float(scores_from_confusion(conf, store.classes)["miou"])
+        gt = scene.read("label")
+        conf += confusion_matrix(gt, pred, c, store.ignore_index)
+        if seen_masks is not None and sid in seen_masks:
+            mask = seen_masks[sid]
+        elif scene.has("pairs"):
+            mask = scene_labels(scene, "pseudo", c) >= 0
+            if seen_masks is not None:
+                seen_masks[sid] = mask
+        else:
+            with_pairs = False
+            continue
+        conf_seen += confusion_matrix(np.where(mask, gt, -1), pred, c, store.ignore_index)
+    scores = scores_from_confusion(conf, store.classes)
+    return {"all": float(scores["miou"]),
+            "seen": float(scores_from_confusion(conf_seen, store.classes)["miou"]) if with_pairs else None,
+            "per_class": {k: v["iou"] for k, v in scores["per_class"].items()}}
 
 
 def _val_scenes(store: Store, cfg: TrainConfig) -> list[str]:
@@ -190,8 +220,10 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     anchors, anchor_info = class_anchors(store, cfg.text_embeddings)
     text = torch.from_numpy(anchors)
 
+    weights = _class_weights(store, ids, cfg, progress and rank == 0)
     torch.manual_seed(cfg.seed)  # same initial weights in every process and on resume
-    model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg).to(device)
+    model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg,
+                      torch.from_numpy(weights) if weights is not None else None).to(device)
     if cfg.optimizer == "adamw":
         opt_net: torch.optim.Optimizer = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -242,17 +274,18 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    amp = cfg.amp and device.type == "cuda"
+    amp = use_amp(cfg.amp, device)
 
     writer = None
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         write_config(run, cfg)
-        amp_text = "off"
+        amp_text = "off" if not cfg.amp else "off: this CPU has no native bf16 (AVX512-BF16/AMX), where it is slower than fp32"
         if amp:
             amp_text = "bf16: transformers and 3D network" if network_supports_amp(model.net, device) else \
                 "bf16: transformers (3D network in fp32: its sparse backend has no mixed-precision backward)"
         env = {**environment(), "device": str(device), "world_size": world, "amp": amp_text,
+               "cpu_native_bf16": cpu_native_bf16(),
                "backend": _backend_name(cfg.backend, device), "anchors": anchor_info["source"]}
         if "warning" in anchor_info:
             env["WARNING"] = anchor_info["warning"]
@@ -261,9 +294,16 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
                 "train_scenes": len(ids), "val_scenes": val_ids}
         atomic_write_text(run / "run.json", json.dumps(info, indent=1))
         atomic_write_bytes(run / "anchors.npy", _npy_bytes(anchors))
+        if weights is not None:
+            atomic_write_text(run / "class_weights.json", json.dumps(
+                {"class_balance": cfg.class_balance, "weights": dict(zip(store.classes, map(float, weights)))}, indent=1))
         writer = _tensorboard(run)
 
     last: dict[str, float] = {}
+    # seconds spent training (validation and checkpoints excluded), carried over a resume
+    train_seconds = sum(float(r.get("seconds") or 0.0) for r in log_rows)
+    val_rows = _read_val(run / "val.jsonl", start) if resume else []
+    seen_masks: dict[str, np.ndarray] = {}
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.time()
         sampler.set_epoch(epoch)
@@ -275,18 +315,18 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
         for batch in _progress(loader, progress and rank == 0, f"epoch {epoch}/{cfg.epochs}"):
             terms = active_terms(cfg, step, switches)
             epoch_terms.update(terms)
-            lr = cosine_lr(cfg.lr, step, total_steps)
-            tlr = cosine_lr(cfg.transformer_lr, step, total_steps)
+            lr = warmup_cosine_lr(cfg.lr, step, total_steps, cfg.warmup)
+            tlr = warmup_cosine_lr(cfg.transformer_lr, step, total_steps, cfg.warmup)
             for g in opt_net.param_groups:
                 g["lr"] = lr
             if opt_tr is not None:
                 for g in opt_tr.param_groups:
-                    g["lr"] = cosine_lr(g.get("base_lr", cfg.transformer_lr), step, total_steps)
+                    g["lr"] = warmup_cosine_lr(g.get("base_lr", cfg.transformer_lr), step, total_steps, cfg.warmup)
             opt_net.zero_grad(set_to_none=True)
             if opt_tr is not None:
                 opt_tr.zero_grad(set_to_none=True)
             losses = ddp(batch, terms, amp)
-            loss = mean_of_terms(losses)
+            loss = combine_terms(losses, cfg)
             if not torch.isfinite(loss):
                 term = next((k for k, v in losses.items() if not torch.isfinite(v).all()), "loss")
                 raise HiclrError(f"epoch {epoch}: the {term} loss term is {float(losses.get(term, loss))} "
@@ -306,10 +346,12 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
                     sums[i + 1] += float(losses[t].detach())
                     counts[i + 1] += 1
         means = _all_reduce_mean(sums / counts.clamp(min=1), world, device)  # each term over its active steps
-        row: dict[str, Any] = {"epoch": epoch, "loss": f"{means[0]:.6f}", "lr": f"{lr:.6g}",
+        seconds = time.time() - t0
+        train_seconds += seconds
+        row: dict[str, Any] = {"epoch": epoch, "step": step, "loss": f"{means[0]:.6f}", "lr": f"{lr:.6g}",
                                "transformer_lr": f"{tlr:.6g}" if model.transformer_parameters() else "",
                                "logit_scale": f"{1.0 / float(model.tau()):.4g}",
-                               "seconds": f"{time.time() - t0:.2f}"}
+                               "seconds": f"{seconds:.2f}", "train_seconds": f"{train_seconds:.2f}"}
         last = {"loss": float(means[0])}
         for i, t in enumerate(TERMS):
             if t in epoch_terms:
@@ -318,9 +360,15 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
         if rank == 0:
             miou = None
             if val_ids and (epoch % max(cfg.val_every, 1) == 0 or epoch == cfg.epochs):
-                miou = validate(model.net, model.text, store, val_ids, cfg, device)
+                scores = validate(model.net, model.text, store, val_ids, cfg, device, seen_masks)
+                miou = scores["all"]
                 row["val_miou"] = f"{miou:.6f}"
                 last["val_miou"] = miou
+                if scores["seen"] is not None:
+                    row["val_miou_seen"] = f"{scores['seen']:.6f}"
+                    last["val_miou_seen"] = scores["seen"]
+                val_rows.append({"epoch": epoch, "step": step, "train_seconds": round(train_seconds, 2), **scores})
+                atomic_write_text(run / "val.jsonl", "".join(json.dumps(r) + "\n" for r in val_rows))
             state = _state(model, opt_net, opt_tr, epoch, step, best, best_epoch)
             if miou is not None and (best is None or miou > best):
                 best, best_epoch = miou, epoch
@@ -357,6 +405,16 @@ def _state(model: HiclModel, opt_net: torch.optim.Optimizer, opt_tr: torch.optim
     if model.logit_scale is not None:
         state["logit_scale"] = model.logit_scale.detach().cpu().clone()
     return state
+
+
+def _class_weights(store: Store, ids: list[str], cfg: TrainConfig, progress: bool) -> np.ndarray | None:
+    """``train.class_balance`` > 0: per-class loss weights from the training pseudo-labels' frequencies."""
+    if cfg.class_balance <= 0:
+        return None
+    from hiclr.train.balance import class_weights, label_counts
+
+    kind = "refined" if "intraset" in cfg.stages else "pairs"
+    return class_weights(label_counts(store, ids, kind, store.num_classes, progress), cfg.class_balance)
 
 
 def _adamw(model: HiclModel, cfg: TrainConfig) -> torch.optim.Optimizer | None:

@@ -25,7 +25,7 @@ class HiclModel(nn.Module):
 
     ``text`` (C, d): the frozen class anchors T̂_c, a non-persistent buffer (saved apart)."""
 
-    def __init__(self, net: nn.Module, text: Tensor, cfg: TrainConfig) -> None:
+    def __init__(self, net: nn.Module, text: Tensor, cfg: TrainConfig, class_weight: Tensor | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.net = net
@@ -34,6 +34,8 @@ class HiclModel(nn.Module):
         self.intra = CorrelationTransformer(scope="intra", **tf) if "intrascene" in cfg.stages else None
         self.inter = CorrelationTransformer(scope="inter", **tf) if "interscene" in cfg.stages else None
         self.register_buffer("text", text.float(), persistent=False)
+        # per-class weights of L_ce and L̂_ce (train.class_balance), from the pseudo-label frequencies; None = unweighted
+        self.register_buffer("class_weight", class_weight.float() if class_weight is not None else None, persistent=False)
         # CLIP's learnable logit scale, log(1/τ), when train.logits = learnable (clamped to ≤ 100 in use)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.tau))) if cfg.logits == "learnable" else None
 
@@ -63,7 +65,7 @@ class HiclModel(nn.Module):
             # a pair's logits are its point's row's logits: computed once per row, gathered per pair
             pair_row = index[torch.cat([b.pair_point.to(dev) + o for b, o in zip(batch, offsets)])]
             pair_label = torch.cat([b.pair_label.to(dev) for b in batch])
-            out["ce"] = pair_ce_loss(rows, text, pair_row, pair_label, tau, cfg.normalize)
+            out["ce"] = pair_ce_loss(rows, text, pair_row, pair_label, tau, cfg.normalize, self.class_weight)
         if {"intra", "inter", "kl"} & set(terms):
             f = rows[index[torch.cat([b.sample.to(dev) + o for b, o in zip(batch, offsets)])]]  # (L, d) sampled, all scenes
             scene = torch.cat([torch.full((len(b.sample),), i, dtype=torch.long, device=dev) for i, b in enumerate(batch)])
@@ -82,12 +84,35 @@ class HiclModel(nn.Module):
         if self.intra is not None:
             agg = self.intra(agg, scene)  # Eq. 3, per scene
             if "intra" in terms:
-                out["intra"] = correlation_ce_loss(agg, text, label, tau, cfg.normalize)
+                out["intra"] = correlation_ce_loss(agg, text, label, tau, cfg.normalize, self.class_weight)
         if self.inter is not None:
             agg = self.inter(agg, scene)  # Eq. 7, across the batch's scenes
             if "inter" in terms:
-                out["inter"] = correlation_ce_loss(agg, text, label, tau, cfg.normalize)
+                out["inter"] = correlation_ce_loss(agg, text, label, tau, cfg.normalize, self.class_weight)
         return agg
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles).
+
+    oneDNN also reports bf16 "supported" on AVX512 CPUs without either, where it converts to fp32
+    and back: there a training step in bf16 is slower than in fp32 (up to 10x, README), so hiclr
+    uses bf16 on CPU only where this is True."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    try:
+        return any(bool(f()) for f in checks if f is not None)
+    except (RuntimeError, AttributeError):  # a torch built without these probes
+        return False
+
+
+def use_amp(cfg_amp: bool, device: torch.device) -> bool:
+    """``train.amp`` resolved for ``device``: bf16 autocast on CUDA and on CPUs with native bf16
+    (the whole step: network, transformers; losses, master weights and optimiser state stay fp32);
+    fp32 wherever bf16 would be emulated."""
+    if not cfg_amp:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and cpu_native_bf16())
 
 
 def network_supports_amp(net: nn.Module, device: torch.device) -> bool:
@@ -95,8 +120,8 @@ def network_supports_amp(net: nn.Module, device: torch.device) -> bool:
 
     CUDA: every backend (the ``torch`` backend's convolution sums its kernel offsets in float32 under
     autocast; tests/nn/test_amp.py). CPU: the ``torch`` backend where the CPU has native bf16
-    (AVX512-BF16/AMX; MinkUNet14A forward+backward 0.77x the fp32 time, benchmarks/bench_backbone.py);
-    elsewhere bf16 is emulated and slower."""
+    (:func:`cpu_native_bf16`; MinkUNet14A forward+backward 0.53x the fp32 time there,
+    benchmarks/profile_torch_conv.py); elsewhere bf16 is emulated and slower."""
     from hiclr.nn.sparse.backends import resolve_backend
 
     backend = resolve_backend(str(getattr(net, "backend", "auto")), device.type)
@@ -104,10 +129,7 @@ def network_supports_amp(net: nn.Module, device: torch.device) -> bool:
         return True
     if device.type != "cpu" or backend != "torch":
         return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
-        return False
+    return cpu_native_bf16()
 
 
 def build_network(cfg: TrainConfig, out_channels: int) -> nn.Module:
@@ -122,3 +144,15 @@ def mean_of_terms(losses: dict[str, Any]) -> Tensor:
     """§3.4: the training loss is the average of the active terms."""
     vals = list(losses.values())
     return torch.stack([v.float() for v in vals]).mean()
+
+
+def combine_terms(losses: dict[str, Any], cfg: TrainConfig) -> Tensor:
+    """The training loss from the active terms, as ``train.combine`` says.
+
+    ``mean`` (the paper, §3.4): the average of the active terms, so L_ce weighs 1/4 once all four
+    are on. ``weighted``: L_ce + corr_weight·(L̂_intra + L̂_inter) + kl_weight·L_kl (L_ce keeps
+    weight 1 whatever else is on; corr_weight = kl_weight = 1 is the plain sum)."""
+    if cfg.combine == "mean":
+        return mean_of_terms(losses)
+    weight = {"ce": 1.0, "intra": cfg.corr_weight, "inter": cfg.corr_weight, "kl": cfg.kl_weight}
+    return torch.stack([v.float() * weight[k] for k, v in losses.items()]).sum()

@@ -54,6 +54,17 @@ def cosine_lr(base: float, step: int, total: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def warmup_cosine_lr(base: float, step: int, total: int, warmup: float) -> float:
+    """A linear warm-up over the first ``warmup`` share of ``total`` steps (from base/W to base
+    at step W-1), then :func:`cosine_lr` over the remaining steps; ``warmup`` 0 is plain cosine."""
+    w = math.ceil(warmup * total - 1e-9) if total > 0 else 0
+    if w <= 0:
+        return cosine_lr(base, step, total)
+    if step < w:
+        return base * (step + 1) / w
+    return cosine_lr(base, step - w, total - w)
+
+
 def extended_schedule(cfg: TrainConfig, done: int, epochs: int) -> dict[str, float]:
     """Settings that continue a run finished at epoch ``done`` for ``epochs`` more with L_kl on.
 

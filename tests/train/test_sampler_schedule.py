@@ -105,3 +105,13 @@ def test_stages_are_table2() -> None:
         parse_stages("intrasets")
     with pytest.raises(HiclrError):
         TrainConfig(stages=["intraset", "feedback"])  # nothing to distil from
+
+
+def test_warmup_then_cosine() -> None:
+    from hiclr.train.schedule import cosine_lr, warmup_cosine_lr
+
+    # 100 steps, 10 % warm-up: 0.1, 0.2, ... 1.0 over steps 0..9, then cosine over the other 90
+    assert [round(warmup_cosine_lr(1.0, s, 100, 0.1), 6) for s in range(10)] == [round(0.1 * (s + 1), 6) for s in range(10)]
+    assert warmup_cosine_lr(1.0, 10, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine_lr(1.0, 55, 100, 0.1) == pytest.approx(0.5)  # half-way through the decay
+    assert warmup_cosine_lr(1.0, 37, 100, 0.0) == cosine_lr(1.0, 37, 100)
