@@ -2,14 +2,17 @@
 
     python benchmarks/train_throughput.py [--device cpu|cuda] [--backends torch,torch:table,torch:before,spconv]
         [--precisions fp32,bf16] [--scenes 8] [--points 150000] [--batch-size B] [--steps S]
-        [--workers W] [--work DIR] [--compile]
+        [--workers W] [--work DIR] [--compile] [--ce rows,pairs] [--rounds R]
+    python benchmarks/train_throughput.py --store demo/data --recipe recipes/synthetic.yaml --precisions fp32 \
+        --workers 0 --ce rows,pairs --rounds 3        # the demo's step, this release's L_ce against the previous one
 
 A store of ScanNet-sized synthetic scenes is written once under ``--work`` (reused while its
 settings match): each a furnished room (bench_backbone.py's surfaces, ≈150 k points, 77 k voxels at
 5 cm) with colours, normals, ground truth by surface, ``--views`` views, pseudo-label pairs (each
 point seen by a view with probability 0.3, 20 % of the labels wrong), grid segments (30 cm cells of
 one surface) and refined pairs from ``hiclr.refine.refine_pairs``. Then, for every backend ×
-precision, the step of ``hiclr.train.loop``: the same dataset, sampler and DataLoader
+precision, the step of ``hiclr.train.loop`` (``--store``/``--recipe``: an existing store, e.g.
+``make demo``'s, with a recipe's train settings — the demo's step at 10 cm, M = 256, batch 2): the same dataset, sampler and DataLoader
 (``hiclr.train.data.scene_loader``: ``--workers`` processes), the same model (``HiclModel`` over
 ``build_network``), optimisers, loss terms (all stages, every term on: the most expensive phase)
 and ``backward``. Stages are timed around the same calls, with a CUDA synchronise at each edge:
@@ -32,6 +35,7 @@ rate, against the 1.5 h goal.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import resource
@@ -49,6 +53,9 @@ from bench_backbone import device_arg, room_surfaces
 from profile_torch_conv import variants
 
 import hiclr.nn.network as network_module
+import hiclr.train.model as model_module
+from hiclr.config import load_section
+from hiclr.losses import pair_ce_loss, pair_ce_loss_per_pair
 from hiclr.nn.sparse.backends import torch_backend
 from hiclr.nn.sparse.tensor import CoordinateContext
 from hiclr.refine import refine_pairs
@@ -170,10 +177,25 @@ def in_process_load_seconds(dataset: TrainScenes, n: int = 3) -> float:
     return statistics.median(times)
 
 
-def run_config(store: Store, args: argparse.Namespace, backend: str, precision: str, device: torch.device) -> dict:
-    """Time ``args.steps`` training steps (after ``args.warmup``) of one backend and precision."""
-    cfg = TrainConfig(arch=args.arch, backend=backend, batch_size=args.batch_size, workers=args.workers,
-                      samples=args.samples, device=str(device), amp=precision == "bf16", val_split="")
+def train_config(args: argparse.Namespace, backend: str, precision: str, device: torch.device) -> TrainConfig:
+    """The benchmark's TrainConfig: ``--recipe``'s train section (the demo's: ``recipes/synthetic.yaml``)
+    or the ScanNet defaults with ``--arch``/``--samples``; backend, precision, workers and batch from the flags."""
+    amp = precision == "bf16"
+    if args.recipe:
+        cfg = load_section(TrainConfig, "train", args.recipe, args.set)
+        return dataclasses.replace(cfg, backend=backend, workers=args.workers, device=str(device), amp=amp, val_split="",
+                                   batch_size=args.batch_size or cfg.batch_size)
+    return TrainConfig(arch=args.arch, backend=backend, batch_size=args.batch_size, workers=args.workers,
+                       samples=args.samples, device=str(device), amp=amp, val_split="")
+
+
+def run_config(store: Store, args: argparse.Namespace, backend: str, precision: str, device: torch.device,
+               ce: str = "rows") -> dict:
+    """Time ``args.steps`` training steps (after ``args.warmup``) of one backend and precision.
+
+    ``ce``: ``rows`` computes L_ce over (row, class) counts (hiclr now), ``pairs`` pair by pair (the
+    previous release: a (P, C) gather and log-softmax)."""
+    cfg = train_config(args, backend, precision, device)
     ids = store.scene_ids("train")
     dataset = TrainScenes(store, ids, cfg)
     sampler = EpochBatches(len(ids), cfg.seed)
@@ -182,6 +204,7 @@ def run_config(store: Store, args: argparse.Namespace, backend: str, precision: 
     text = torch.from_numpy(anchors)
     torch.manual_seed(cfg.seed)
     model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg).to(device)
+    model_module.pair_ce_loss = pair_ce_loss if ce == "rows" else pair_ce_loss_per_pair
     opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     opt_tr = _adamw(model, cfg)
     terms = epoch_terms(cfg, cfg.epochs)  # the last epoch: every term of the stages on
@@ -235,12 +258,13 @@ def run_config(store: Store, args: argparse.Namespace, backend: str, precision: 
             stage["cpu"] = time.process_time() - c0  # this process's CPU seconds (workers not included)
             steps.append((time.perf_counter() - t0, stage, len(batch)))
     finally:
+        model_module.pair_ce_loss = pair_ce_loss
         network_module.voxelize = _voxelize
         CoordinateContext.kernel_map = _kernel_map  # type: ignore[method-assign]
     measured = steps[args.warmup:]
     step_s = statistics.median(t for t, _, _ in measured)
     scenes = statistics.median(n for _, _, n in measured)
-    return {"backend": backend, "precision": precision, "step_s": step_s, "scenes": scenes,
+    return {"backend": backend, "precision": precision, "ce": ce, "step_s": step_s, "scenes": scenes,
             "stages": {k: statistics.median(st[k] for _, st, _ in measured) for k in STAGES},
             "cpu_s": statistics.median(st["cpu"] for _, st, _ in measured),
             "load_in_process_s": in_process_load_seconds(dataset), "peak_gb": peak_memory_gb(device)}
@@ -261,7 +285,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=150_000, help="points per scene")
     ap.add_argument("--views", type=int, default=16, help="views per scene (pairs: each seen with p = 0.3)")
     ap.add_argument("--samples", type=int, default=1024, help="M, points per scene for the transformers")
-    ap.add_argument("--batch-size", type=int, default=0, help="scenes per step (default: 8 on CUDA, 1 on CPU)")
+    ap.add_argument("--batch-size", type=int, default=0, help="scenes per step (default: the recipe's; else 8 on CUDA, 1 on CPU)")
     ap.add_argument("--steps", type=int, default=0, help="measured steps (default: 10 on CUDA, 3 on CPU)")
     ap.add_argument("--warmup", type=int, default=-1, help="unmeasured first steps (default: 3 on CUDA, 1 on CPU)")
     ap.add_argument("--workers", type=int, default=TrainConfig.workers, help="DataLoader workers (train.workers)")
@@ -269,33 +293,42 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/hiclr-bench"), help="folder of the cached store")
     ap.add_argument("--compile", action="store_true", help="torch.compile the transformers' forward (dynamic shapes)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="time on this store's train split instead of the generated one (e.g. make demo's demo/data)")
+    ap.add_argument("--recipe", default="", help="take the train settings from this recipe (the demo: recipes/synthetic.yaml)")
+    ap.add_argument("--set", action="append", default=[], help="train.KEY=VALUE on top of --recipe (repeatable)")
+    ap.add_argument("--ce", default="rows", help="comma list of L_ce forms: rows (now), pairs (previous release)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the configurations this many times, in turn")
     args = ap.parse_args()
     device = device_arg(args.device)
     cuda = device.type == "cuda"
-    args.batch_size = args.batch_size or (8 if cuda else 1)
+    args.batch_size = args.batch_size or (0 if args.recipe else 8 if cuda else 1)  # 0: the recipe's
     args.steps = args.steps or (10 if cuda else 3)
     args.warmup = args.warmup if args.warmup >= 0 else (3 if cuda else 1)
     torch.set_num_threads(args.threads)
     backends = [b for b in args.backends.split(",") if b] or (
         ["torch", "spconv"] if cuda and importlib.util.find_spec("spconv") else ["torch"])
-    store = bench_store(args.work, args.scenes, args.points, args.views)
+    store = Store.open(args.store) if args.store else bench_store(args.work, args.scenes, args.points, args.views)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} thread(s)"
-    print(f"{args.arch}, batch {args.batch_size} scenes of {args.points} points, {args.workers} loader workers, "
-          f"{args.steps} steps after {args.warmup} warm-up, on {name}")
+    what = (f"{args.store} with {args.recipe or 'the default'} train settings" if args.store
+            else f"{args.arch}, batch {args.batch_size} scenes of {args.points} points")
+    print(f"{what}, {args.workers} loader workers, {args.steps} steps after {args.warmup} warm-up, on {name}")
 
     results, failed = [], []
     header = {"device": name, "args": {k: str(v) for k, v in vars(args).items()}}
-    for backend in backends:
-        for precision in [p for p in args.precisions.split(",") if p]:
+    configs = [(b, p, ce) for b in backends for p in args.precisions.split(",") if p
+               for ce in args.ce.split(",") if ce]
+    for _round in range(args.rounds):
+        for backend, precision, ce in configs:
             name_, _, variant = backend.partition(":")  # torch:table etc.: profile_torch_conv.py's variants
+            tag = backend + ("+compile" if args.compile else "") + ("" if ce == "rows" else f"+ce-{ce}")
             try:
                 with torch_backend.settings(**(variants(device)[variant] if variant else {})):
-                    results.append({**run_config(store, args, name_, precision, device),
-                                    "backend": backend + ("+compile" if args.compile else "")})
-                print(f"  {backend} {precision}: {results[-1]['step_s']:.3f} s per step", flush=True)
+                    results.append({**run_config(store, args, name_, precision, device, ce), "backend": tag})
+                print(f"  {tag} {precision}: {results[-1]['step_s']:.3f} s per step", flush=True)
             except Exception as exc:  # noqa: BLE001 - report a failing configuration and go on
                 print(f"{backend} {precision}: failed: {type(exc).__name__}: {exc}")
-                failed.append(f"{backend} {precision}")
+                failed.append(f"{tag} {precision}")
             if args.json:  # what is measured so far survives a run killed at its time limit
                 atomic_write_text(args.json, json.dumps({**header, "results": results, "failed": failed,
                                                          "partial": True}, indent=1))
