@@ -30,8 +30,9 @@ class TrainConfig:
     # numeric ranges checked when a recipe or --set is read (hiclr.config.from_dict); the rest are ≥ 0
     RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "voxel_size": (1e-3, 10.0), "lr": (1e-9, 10.0), "momentum": (0.0, 1.0), "transformer_lr": (0.0, 1.0),
-        "temperature": (1e-4, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5), "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None),
-        "transformer_heads": (1, None)}
+        "temperature": (1e-4, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5),
+        "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None), "transformer_heads": (1, None),
+        "samples": (1, None), "batch_size": (1, None), "epochs": (1, None)}
 
     # what is trained
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # subset of STAGES; [] = baseline (EXP I)
