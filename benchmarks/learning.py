@@ -17,6 +17,17 @@ Writes under ``--work``: ``results.json`` (every row: all/seen mIoU of model, ps
 per-class IoU, steps, seconds), ``curves.csv`` (val mIoU and every loss term per epoch, per row),
 ``curves.png`` (needs matplotlib) and ``table.md``. Finished rows are reused: rerun to resume.
 The paper's ordering (I < II < III < IV < V) is the hypothesis, not an assertion: read the table.
+
+**The budget curve** (``--curve``): each of ``--rows`` (default II,V) trained once for the recipe's
+budget (``--set train.epochs=N``), validated every ``train.val_every`` epochs on all and seen points
+(``hiclr train``'s own ``val.jsonl``), against optimiser steps and training seconds (validation
+excluded), with the pseudo-label and refined-label lines on the same axes. Writes ``curve.csv``
+(every validation: row, step, seconds, all, seen, per-class IoU), ``curve.png`` and prints the
+**time to teacher**: the first validation at which the model passes the refined labels on all points
+and the pseudo-labels on seen points, or "not reached" with the gap at the end. Resumable: a killed
+row continues from its last checkpoint.
+
+    python benchmarks/learning.py --curve --rows II,V --systematic 0 --set train.epochs=250 --set train.val_every=5
 """
 
 from __future__ import annotations
@@ -156,6 +167,120 @@ def plot(curves: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+def teacher_scores(store: Any) -> dict[str, dict[str, float]]:
+    """mIoU % (all, seen) of the pseudo and refined labels on the val split, as ``evaluate --compare``."""
+    from hiclr.evaluate import evaluate_sources
+
+    return {ev.labels: {"all": 100 * ev.scores["miou"], "seen": 100 * (ev.scores_seen or {}).get("miou", float("nan"))}
+            for ev in evaluate_sources(store, ["pseudo", "refined"], "val", progress=False)}
+
+
+def time_to_teacher(points: list[dict[str, Any]], teacher: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The first validation (step, seconds) at which the model is above refined on all points and
+    above pseudo on seen points, each on its own and both together; else the gap at the last one."""
+    out: dict[str, Any] = {}
+    goals = {"all > refined": lambda p: p["all"] > teacher["refined"]["all"],
+             "seen > pseudo": lambda p: p["seen"] > teacher["pseudo"]["seen"]}
+    goals["both"] = lambda p: all(g(p) for k, g in goals.items() if k != "both")
+    last = points[-1] if points else None
+    for name, reached in goals.items():
+        hit = next((p for p in points if reached(p)), None)
+        if hit is not None:
+            out[name] = {"step": hit["step"], "seconds": hit["train_seconds"]}
+        elif last is not None:
+            out[name] = {"not_reached": True, "gap_all": last["all"] - teacher["refined"]["all"],
+                         "gap_seen": last["seen"] - teacher["pseudo"]["seen"], "last_step": last["step"]}
+    return out
+
+
+def plot_curve(points: list[dict[str, Any]], teacher: dict[str, dict[str, float]], path: Path, title: str) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no curve.png (pip install matplotlib)")
+        return None
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    rows = sorted({p["row"] for p in points}, key=lambda r: ("I", "II", "III", "IV", "V").index(r))
+    for col, (xkey, xlabel) in enumerate((("step", "optimiser steps"), ("train_seconds", "training seconds (no validation)"))):
+        for r, (metric, teach) in enumerate((("all", "refined"), ("seen", "pseudo"))):
+            ax = axes[r][col]
+            for row in rows:
+                pts = [p for p in points if p["row"] == row]
+                ax.plot([p[xkey] for p in pts], [p[metric] for p in pts], marker="o", ms=2.5, label=f"model, EXP {row}")
+            for src, style in (("pseudo", ":"), ("refined", "--")):
+                ax.axhline(teacher[src][metric], color="k", ls=style, lw=1, label=f"{src} labels")
+            ax.set(xlabel=xlabel, ylabel=f"val mIoU %, {metric} points", title=f"{metric} points: goal above {teach}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def curve_main(args: argparse.Namespace, base_cfg: Any, work: Path) -> None:
+    """``--curve``: see the module doc."""
+    from hiclr.store import Store
+    from hiclr.train.config import TABLE2
+    from hiclr.train.loop import train
+
+    systematic = float(args.systematic.split(",")[0])
+    data = build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
+                       systematic, args.seed, args.recipe)
+    store = Store.open(data)
+    teacher = teacher_scores(store)
+    points: list[dict[str, Any]] = []
+    tags = [f"train.{o}" if not o.startswith("train.") else o for o in args.overrides]
+    for row in args.rows.split(","):
+        run = data.parent / f"curve-sys{systematic:g}-{row}"
+        cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], device=args.device)
+        done = (run / "ckpt" / "last.pt").is_file()
+        t0 = time.time()
+        res = train(data, run, cfg, resume=done and not _finished(run, cfg))
+        print(f"EXP {row}: {res.epochs_done} epochs ({'already done' if res.skipped else f'{time.time() - t0:.0f} s'})", flush=True)
+        for line in (run / "val.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            points.append({"row": row, "epoch": rec["epoch"], "step": rec["step"], "train_seconds": rec["train_seconds"],
+                           "all": 100 * rec["all"], "seen": 100 * rec["seen"],
+                           **{f"iou_{k}": 100 * v for k, v in rec["per_class"].items()}})
+    cols = list(dict.fromkeys(k for p in points for k in p))
+    with open(work / "curve.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(points)
+    title = (f"{args.rooms - args.val_rooms} train / {args.val_rooms} val rooms, noise {args.noise:g}, systematic "
+             f"{systematic:g}; {args.recipe} {' '.join(tags)}")
+    plot_curve(points, teacher, work / "curve.png", title)
+    summary: dict[str, Any] = {"teacher": teacher, "settings": title, "rows": {}}
+    print(f"teacher: pseudo {teacher['pseudo']['all']:.1f} / {teacher['pseudo']['seen']:.1f}, refined "
+          f"{teacher['refined']['all']:.1f} / {teacher['refined']['seen']:.1f} (all / seen)")
+    for row in args.rows.split(","):
+        pts = [p for p in points if p["row"] == row]
+        ttt = time_to_teacher(pts, teacher)
+        best = max(pts, key=lambda p: p["all"])
+        summary["rows"][row] = {"time_to_teacher": ttt, "last": pts[-1], "best_all": best}
+        for goal, v in ttt.items():
+            if v.get("not_reached"):
+                print(f"EXP {row} time to teacher ({goal}): not reached in {v['last_step']} steps; at the end "
+                      f"all {v['gap_all']:+.1f} vs refined, seen {v['gap_seen']:+.1f} vs pseudo")
+            else:
+                print(f"EXP {row} time to teacher ({goal}): step {v['step']}, {v['seconds']:.0f} s of training")
+        print(f"EXP {row} last: step {pts[-1]['step']} all {pts[-1]['all']:.1f} seen {pts[-1]['seen']:.1f}; "
+              f"best all {best['all']:.1f} at step {best['step']}")
+    (work / "curve.json").write_text(json.dumps(summary, indent=1))
+
+
+def _finished(run: Path, cfg: Any) -> bool:
+    """The run in ``run`` already trained ``cfg.epochs`` epochs (train() then skips it)."""
+    from hiclr.train.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(run / "ckpt" / "last.pt")["epoch"]) >= cfg.epochs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="benchmarks/_learning", help="Working folder (stores, runs, results).")
@@ -172,7 +297,11 @@ def main() -> None:
     ap.add_argument("--prepare-only", action="store_true",
                     help="Build the stores and stop (prepare needs open3d: do it here, carry --work to a GPU machine).")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="train.KEY=VALUE (repeatable)")
+    ap.add_argument("--curve", action="store_true",
+                    help="The budget curve: --rows (default II,V) validated along one long run each; time to teacher.")
     args = ap.parse_args()
+    if args.curve and args.rows == "I,II,III,IV,V":
+        args.rows = "II,V"
 
     import torch
 
@@ -184,6 +313,9 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     base_cfg = load_section(TrainConfig, "train", args.recipe, args.overrides)
+    if args.curve:
+        curve_main(args, base_cfg, work)
+        return
     results_path = work / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     curves: list[dict[str, Any]] = []
