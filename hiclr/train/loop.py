@@ -7,7 +7,7 @@ Run folder ``RUN/``::
     log.csv         one row per epoch: optimiser steps so far, every loss term, lr of both optimisers, seconds
                     (of the epoch, and of training so far without validation), val mIoU (all and seen points)
     val.jsonl       one record per validation: epoch, step, train_seconds, all, seen, per-class IoU (all points)
-    ckpt/last.pt    written after every epoch (tensors only)   ckpt/best.pt  best val mIoU so far
+    ckpt/last.pt    written after every epoch (tensors only)   ckpt/best.pt  best val mIoU so far (no optimiser state)
     tb/             TensorBoard events, when the tensorboard package is installed
 
 Resume (``resume=True``) continues from ``ckpt/last.pt`` at the next epoch. Every random choice is
@@ -373,7 +373,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
             if miou is not None and (best is None or miou > best):
                 best, best_epoch = miou, epoch
                 state.update(best=best, best_epoch=best_epoch)
-                save_checkpoint(ckpt_dir / "best.pt", state)
+                # what export and evaluation read: no optimiser state (half the bytes of last.pt or less)
+                save_checkpoint(ckpt_dir / "best.pt", {k: v for k, v in state.items() if k not in ("opt_net", "opt_tr")})
             save_checkpoint(ckpt_dir / "last.pt", state)
             log_rows.append(row)
             _write_log(run / "log.csv", log_rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,14 @@ def test_run_folder_and_log_terms(toy_store, tiny_net, tmp_path) -> None:
     assert "RANDOM" in (run / "env.json").read_text()  # toy store has no CLIP cache: said loudly
     state = torch.load(run / "ckpt/last.pt", weights_only=True)  # tensors only
     assert set(state) >= {"net", "intra", "inter", "opt_net", "opt_tr", "epoch", "step", "text"}
+    best = torch.load(run / "ckpt/best.pt", weights_only=True)
+    assert {"net", "text", "epoch"} <= set(best) and not {"opt_net", "opt_tr"} & set(best)  # no optimiser state
+    # validation scores all and seen points; val.jsonl keeps each validation's per-class IoU
+    assert [r["step"] for r in rows] == ["2", "4", "6"] and rows[-1]["val_miou_seen"]
+    assert float(rows[-1]["train_seconds"]) == pytest.approx(sum(float(r["seconds"]) for r in rows), abs=0.02)
+    records = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3] and set(records[-1]["per_class"]) == {"floor", "wall", "chair"}
+    assert records[-1]["all"] == pytest.approx(float(rows[-1]["val_miou"]), abs=1e-6)
 
 
 def test_baseline_has_no_transformers(toy_store, tiny_net, tmp_path) -> None:
