@@ -63,7 +63,7 @@ from hiclr.store import Pairs, Store, atomic_write_text
 from hiclr.train.anchors import class_anchors
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, scene_loader
-from hiclr.train.loop import _adamw
+from hiclr.train.loop import build_optimizers
 from hiclr.train.model import HiclModel, build_network, mean_of_terms
 from hiclr.train.schedule import epoch_terms
 
@@ -193,8 +193,8 @@ def run_config(store: Store, args: argparse.Namespace, backend: str, precision: 
                ce: str = "rows") -> dict:
     """Time ``args.steps`` training steps (after ``args.warmup``) of one backend and precision.
 
-    ``ce``: ``rows`` computes L_ce over (row, class) counts (hiclr now), ``pairs`` pair by pair (the
-    previous release: a (P, C) gather and log-softmax)."""
+    ``ce``: ``rows`` is hiclr now (L_ce over (row, class) counts, fused optimiser updates), ``pairs``
+    the previous release (L_ce pair by pair: a (P, C) gather and log-softmax; unfused optimisers)."""
     cfg = train_config(args, backend, precision, device)
     ids = store.scene_ids("train")
     dataset = TrainScenes(store, ids, cfg)
@@ -205,8 +205,7 @@ def run_config(store: Store, args: argparse.Namespace, backend: str, precision: 
     torch.manual_seed(cfg.seed)
     model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg).to(device)
     model_module.pair_ce_loss = pair_ce_loss if ce == "rows" else pair_ce_loss_per_pair
-    opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    opt_tr = _adamw(model, cfg)
+    opt_net, opt_tr = build_optimizers(model, cfg, device, fused=ce == "rows")  # the previous release: unfused
     terms = epoch_terms(cfg, cfg.epochs)  # the last epoch: every term of the stages on
     amp = cfg.amp  # as loop.py on CUDA; on CPU the benchmark also tries it (loop.py keeps CPU in fp32)
 
@@ -297,7 +296,8 @@ def main() -> None:
                     help="time on this store's train split instead of the generated one (e.g. make demo's demo/data)")
     ap.add_argument("--recipe", default="", help="take the train settings from this recipe (the demo: recipes/synthetic.yaml)")
     ap.add_argument("--set", action="append", default=[], help="train.KEY=VALUE on top of --recipe (repeatable)")
-    ap.add_argument("--ce", default="rows", help="comma list of L_ce forms: rows (now), pairs (previous release)")
+    ap.add_argument("--ce", default="rows", help="comma list: rows (now: L_ce over row counts, fused optimisers), "
+                    "pairs (the previous release: L_ce per pair, unfused optimisers)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the configurations this many times, in turn")
     args = ap.parse_args()
     device = device_arg(args.device)

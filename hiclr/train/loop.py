@@ -224,11 +224,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     torch.manual_seed(cfg.seed)  # same initial weights in every process and on resume
     model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg,
                       torch.from_numpy(weights) if weights is not None else None).to(device)
-    if cfg.optimizer == "adamw":
-        opt_net: torch.optim.Optimizer = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    opt_tr = _adamw(model, cfg)
+    opt_net, opt_tr = build_optimizers(model, cfg, device)
 
     start, step, best, best_epoch, log_rows = 0, 0, None, None, []
     ckpt_dir = run / "ckpt"
@@ -418,7 +414,27 @@ def _class_weights(store: Store, ids: list[str], cfg: TrainConfig, progress: boo
     return class_weights(label_counts(store, ids, kind, store.num_classes, progress), cfg.class_balance)
 
 
-def _adamw(model: HiclModel, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+def build_optimizers(model: HiclModel, cfg: TrainConfig, device: torch.device,
+                     fused: bool | None = None) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    """The 3D network's optimiser (SGD with momentum, the paper's, or AdamW) and the transformers'
+    AdamW (:func:`_adamw`).
+
+    ``fused`` (default: on CPU and CUDA) uses PyTorch's fused single-kernel update: the same
+    algorithm, one pass over the parameters instead of a loop of small ops (AdamW over the
+    transformers' 19 M parameters: 0.03 s instead of 0.11 s per step on one CPU core)."""
+    if fused is None:
+        fused = device.type in ("cpu", "cuda")
+    kw: dict[str, Any] = {"fused": True} if fused else {}
+    if cfg.optimizer == "adamw":
+        opt_net: torch.optim.Optimizer = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr,
+                                                           weight_decay=cfg.weight_decay, **kw)
+    else:
+        opt_net = torch.optim.SGD(model.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                  weight_decay=cfg.weight_decay, **kw)
+    return opt_net, _adamw(model, cfg, kw)
+
+
+def _adamw(model: HiclModel, cfg: TrainConfig, kw: dict[str, Any] | None = None) -> torch.optim.Optimizer | None:
     """AdamW for the transformers and, with ``train.logits: learnable``, CLIP's logit scale (no decay).
 
     Each group keeps its ``base_lr`` for the cosine decay."""
@@ -430,7 +446,7 @@ def _adamw(model: HiclModel, cfg: TrainConfig) -> torch.optim.Optimizer | None:
     if model.logit_scale is not None:
         groups.append({"params": [model.logit_scale], "lr": cfg.logit_scale_lr, "base_lr": cfg.logit_scale_lr,
                        "weight_decay": 0.0})
-    return torch.optim.AdamW(groups) if groups else None
+    return torch.optim.AdamW(groups, **(kw or {})) if groups else None
 
 
 def _backend_name(name: str, device: torch.device) -> str:
