@@ -6,6 +6,10 @@ file or setting at fault and a hint that says how to fix it. The CLI turns it in
 
 from __future__ import annotations
 
+import errno
+import re
+from pathlib import Path
+
 
 class HiclrError(Exception):
     """A user-facing error: ``message`` says what is wrong, ``hint`` says what to do about it."""
@@ -35,10 +39,49 @@ def one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+# hiclr.store's temporaries: ``.<name>.<host>.<pid>.<8 hex>.tmp`` beside their target
+_TEMPORARY = re.compile(r"^\.(.+)\.[^.]+\.\d+\.[0-9a-f]{8}\.tmp$")
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def write_error(path: Path | str, exc: OSError) -> HiclrError:
+    """A full disk, a read-only file system or a missing permission as one error naming the file
+    (the target, never the temporary it was being written through) and what to do."""
+    path = Path(path)
+    m = _TEMPORARY.match(path.name)
+    if m:
+        path = path.with_name(m.group(1))
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free space on the disk holding {path.parent} (or write elsewhere), then rerun: finished files are kept"
+    elif exc.errno == errno.EROFS:
+        hint = f"{path.parent} is on a read-only file system: copy the store to a writable disk, or give another output folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = f"make {path.parent} writable for you, or choose another output folder"
+    else:
+        hint = "check the disk and the folder, then rerun the same command"
+    return HiclrError(f"{path}: cannot write ({reason})", hint)
+
+
+def as_hiclr_error(exc: BaseException) -> HiclrError | None:
+    """``exc`` as the user-facing error it stands for: itself, a disk or permission OSError that
+    escaped the writers (a folder made, a lock opened) as :func:`write_error`, else None."""
+    if isinstance(exc, HiclrError):
+        return exc
+    if not (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS and exc.filename):
+        return None
+    if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say which file, not which way
+        return HiclrError(f"{exc.filename}: {exc.strerror or 'permission denied'}",
+                          "read access is needed to the inputs, write access to the output folder: fix the "
+                          "permissions or choose another output folder")
+    return write_error(exc.filename2 or exc.filename, exc)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line account of any exception: a HiclrError as it is, an OSError with its file."""
-    if isinstance(exc, HiclrError):
-        return one_line(str(exc))
+    known = as_hiclr_error(exc)
+    if known is not None:
+        return one_line(str(known))
     if isinstance(exc, OSError) and exc.filename:
         return one_line(f"{exc.filename}: {exc.strerror or exc}")
     return one_line(f"{type(exc).__name__}: {exc}")

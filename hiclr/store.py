@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from hiclr import __version__
-from hiclr.errors import HiclrError
+from hiclr.errors import HiclrError, write_error
 
 FORMAT_VERSION = 1
 IGNORE_INDEX = -1
@@ -114,18 +114,20 @@ def clean_stale_temporaries(path: Path, every: bool = False) -> list[Path]:
                 removed.append(tmp)
         except FileNotFoundError:  # its writer renamed or removed it meanwhile
             continue
+        except OSError:  # a read-only store: nothing can be cleaned, and reading it must still work
+            continue
     return removed
 
 
 def _write_failed(path: Path, exc: OSError) -> HiclrError:
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = f"free space on the disk holding {path.parent} (or write elsewhere), then rerun: finished files are kept"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = f"make {path.parent} writable for you, or choose another output folder"
-    else:
-        hint = "check the disk and the folder, then rerun the same command"
-    return HiclrError(f"{path}: cannot write ({reason})", hint)
+    return write_error(path, exc)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary if it is there. On a read-only file system even removing a file that
+    does not exist fails (EROFS): that must not hide the error that made the write fail."""
+    with contextlib.suppress(OSError):
+        tmp.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> int:
@@ -150,10 +152,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> int:
         os.replace(tmp, path)
         return len(data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise _write_failed(path, exc) from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
@@ -179,7 +181,11 @@ def locked(lock_path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only store, or no permission: name the manifest it guards
+        raise write_error(Path(lock_path).with_name(Path(lock_path).name.removeprefix(".").removesuffix(".lock")),
+                          exc) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -15,13 +15,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 def handle_errors(fn: F) -> F:
     """Turn every error into one red line and exit code 1 (`hiclr --debug` re-raises with the traceback).
 
-    A :class:`HiclrError` prints its message and hint; anything else (an OSError, a bug) prints its
+    A :class:`HiclrError` prints its message and hint, and so does a full disk, a read-only file
+    system or a missing permission (:func:`hiclr.errors.as_hiclr_error`); anything else (an OSError, a bug) prints its
     type, message and file on one line, with a pointer to ``--debug``. Click's own usage errors and
     exits pass through."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hiclr.errors import HiclrError, describe, one_line
+        from hiclr.errors import as_hiclr_error, describe, one_line
 
         ctx = click.get_current_context()
         debug = bool((ctx.find_root().obj or {}).get("debug"))
@@ -29,18 +30,17 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except HiclrError as exc:
-            if debug:
-                raise
-            msg = f"error: {one_line(exc.message)}" + (f" — hint: {one_line(exc.hint)}" if exc.hint else "")
-            click.secho(msg, fg="red", err=True)
-            sys.exit(1)
         except KeyboardInterrupt:
             click.secho(f"interrupted: {_resume_advice(ctx)}", fg="yellow", err=True)
             sys.exit(130)
         except Exception as exc:  # one line, not a traceback; --debug shows it
             if debug:
                 raise
+            known = as_hiclr_error(exc)  # a HiclrError, or a full disk / read-only store met outside the writers
+            if known is not None:
+                msg = f"error: {one_line(known.message)}" + (f" — hint: {one_line(known.hint)}" if known.hint else "")
+                click.secho(msg, fg="red", err=True)
+                sys.exit(1)
             click.secho(f"error: {describe(exc)} — hint: rerun with 'hiclr --debug …' for the traceback, "
                         "and report it if the input is valid", fg="red", err=True)
             sys.exit(1)

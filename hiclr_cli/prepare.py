@@ -44,7 +44,8 @@ def synthetic(out: str, scenes: int | None, seed: int | None, views: int | None,
     summary = prepare_synthetic(Path(out), cfg, workers=workers, overwrite=overwrite, shard=shard)
     click.echo(f"prepare synthetic: {summary.line()}")
     echo_failures(summary)
-    _print_summary(dataset_summary(Store.open(out)))
+    if not summary.failed:  # a failed scene is half-written: the failures above are the news, not its counts
+        _print_summary(dataset_summary(Store.open(out)))
     exit_if_failed(summary)
 
 
