@@ -29,9 +29,12 @@ demo: system $(VENV)/.installed
 test: system $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow and not backend"
 
-# Optional fast sparse backend: MinkowskiEngine 0.5.4 built from source (CPU-only here; ~4-10 min).
+# Optional sparse backends built from source, then the backend-equivalence tests against them:
+# MinkowskiEngine 0.5.4 (CPU-only here; ~4-10 min) and torchsparse 1.4.0 from the vendored tree in
+# ../shared/vendor (~4-8 min on 2 cores). Both cache their wheels in wheels/; reruns take seconds.
 backends: $(VENV)/.installed
 	bash scripts/build_minkowski.sh $(VENV)
+	bash scripts/build_torchsparse.sh $(VENV)
 	$(BIN)/python -m pytest -q -m backend
 
 clean-demo:
