@@ -341,6 +341,4 @@ def run_pseudolabel(
         # build the labeler here so that missing CLIP weights fail once, clearly, not once per scene
         _labeler(store, cfg, resolve_device(cfg.device))
     work = functools.partial(_pseudolabel_scene, str(Path(store.root)), cfg, overwrite)
-    summary = run_scenes(work, ids, workers=workers, desc="pseudolabel", progress=progress)
-    summary.notes.extend(n for sid in summary.done for n in summary.results[sid].get("notes", []))
-    return summary
+    return run_scenes(work, ids, workers=workers, desc="pseudolabel", progress=progress)

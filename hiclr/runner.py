@@ -1,7 +1,7 @@
 """Per-scene loops shared by every step: shard selection, parallel workers, progress, resumability.
 
 A step is a function ``work(scene_id) -> dict`` that returns a small summary of what it did
-(``{"status": "done" | "skipped" | "failed", ...}``). :func:`run_scenes` runs it over scenes with a
+(``{"status": "done" | "skipped" | "failed", "notes": [what the user should know], ...}``). :func:`run_scenes` runs it over scenes with a
 tqdm bar, in ``workers`` processes when asked, and never lets one broken scene stop the rest:
 its error is recorded by name and the loop goes on.
 """
@@ -101,4 +101,5 @@ def run_scenes(
     bar.close()
     for lst in (summary.done, summary.skipped):
         lst.sort()
+    summary.notes += [note for sid in summary.done for note in summary.results[sid].get("notes", [])]
     return summary

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import io
 import json
 import os
@@ -163,11 +164,16 @@ def atomic_write_text(path: Path, text: str) -> int:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_save_npy(path: Path, arr: np.ndarray) -> int:
-    """Write ``arr`` as ``.npy`` (no pickle) atomically; returns the file size in bytes."""
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """``arr`` as the bytes of a ``.npy`` file (no pickle)."""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def atomic_save_npy(path: Path, arr: np.ndarray) -> int:
+    """Write ``arr`` as ``.npy`` (no pickle) atomically; returns the file size in bytes."""
+    return atomic_write_bytes(path, npy_bytes(arr))
 
 
 @contextlib.contextmanager
@@ -622,22 +628,90 @@ class Scene:
         return entry["fingerprint"] if entry and self.problem(name) is None else None
 
     def remove(self) -> None:
-        """Delete the scene folder before it is prepared again (its later outputs depend on it).
+        """Delete the scene folder before it is prepared again.
 
-        A scene folder that is a symbolic link is refused: the data it points to lies outside the
-        store and is never deleted."""
+        The outputs of later steps (pairs, segments, refined, pred) that are intact are first set
+        aside in ``scenes/.<id>.later``: :meth:`restore_later`, called once prepare has written
+        the scene again, puts them back when the prepared arrays came back byte-identical (a
+        repair), and otherwise removes them and says so. A scene folder that is a symbolic link is
+        refused: the data it points to lies outside the store and is never deleted."""
         import shutil
 
         if self.path.is_symlink():
             raise HiclrError(f"{self.path}: the scene folder is a symbolic link (to {os.readlink(self.path)}); "
                              "hiclr does not delete data outside the store",
                              f"remove the link (rm {self.path}) or replace it with a real folder, then rerun")
-        if self.path.exists():
-            try:
+        try:
+            if self.path.exists():
+                self._set_aside_later()
                 shutil.rmtree(self.path)
-            except OSError as exc:
-                raise _write_failed(Path(exc.filename or self.path), exc) from exc
+        except OSError as exc:
+            raise _write_failed(Path(exc.filename or self.path), exc) from exc
         self._manifest = None
+
+    @property
+    def _later_path(self) -> Path:
+        return self.path.parent / f".{self.id}.later"
+
+    def _prepared_digests(self, manifest: dict[str, Any]) -> dict[str, str | None]:
+        return {n: e.get("sha256") for n, e in manifest.get("arrays", {}).items()
+                if str(e.get("step", "")).startswith("hiclr prepare")}
+
+    def _set_aside_later(self) -> None:
+        """Move the intact outputs of later steps to :attr:`_later_path`, with their records and the
+        digests of the prepared arrays they were computed from. A folder left there by an
+        interrupted prepare is kept when the scene has nothing newer to set aside."""
+        import shutil
+
+        try:
+            m = self._read_manifest() if self.manifest_path.is_file() else self._empty_manifest()
+        except HiclrError:  # a corrupt scene.json: nothing can be trusted
+            return
+        later = {n: e for n, e in m["arrays"].items()
+                 if not str(e.get("step", "")).startswith("hiclr prepare") and self.problem(n) is None}
+        if not later:
+            return
+        held = self._later_path
+        if held.exists():
+            shutil.rmtree(held)
+        held.mkdir()
+        for name in later:
+            os.replace(self._file(name), held / self._file(name).name)
+        atomic_write_text(held / "records.json", json.dumps(
+            {"prepared": self._prepared_digests(m), "counts": m.get("counts", {}), "later": later}, indent=1))
+
+    def restore_later(self) -> list[str]:
+        """After prepare wrote the scene again: put back the outputs :meth:`remove` set aside if
+        the prepared arrays are byte-identical to those they were computed from (same digests,
+        same counts), else delete them. Returns a note for the user when something was removed."""
+        import shutil
+
+        held = self._later_path
+        if not held.is_dir():
+            return []
+        try:
+            rec = json.loads((held / "records.json").read_text())
+            later: dict[str, Any] = rec["later"]
+        except (OSError, ValueError, KeyError, TypeError):
+            shutil.rmtree(held, ignore_errors=True)
+            return []
+        m = self._read_manifest()
+        old, new = rec.get("prepared", {}), self._prepared_digests(m)
+        same = old == new and all(new.values()) and all(m.get("counts", {}).get(k) == v
+                                                           for k, v in rec.get("counts", {}).items())
+        if same:
+            for name in later:
+                os.replace(held / self._file(name).name, self._file(name))
+            self._update(lambda mm: mm["arrays"].update(later))
+        shutil.rmtree(held, ignore_errors=True)
+        if same:
+            return []
+        steps = sorted({str(e.get("step", "")).split(" (")[0] for e in later.values()})
+        if not all(old.values()):
+            why = "its old arrays were written by an older hiclr, without content digests to compare"
+        else:
+            why = f"prepared again with different content ({', '.join(sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n)))})"
+        return [f"scene {self.id}: {why}, so its {', '.join(sorted(later))} were removed: rerun {', '.join(steps)}"]
 
     def clean_temporaries(self) -> list[Path]:
         """Remove the temporaries that dead writers left in the scene (a killed step): a rerun that
@@ -704,9 +778,11 @@ class Scene:
             counts["points"] = int(arr.shape[0])
         arr = arr.astype(spec.dtype, copy=False)
         self._validate(name, arr, where=f"writing {name} of scene {self.id}", points=counts.get("points"))
-        nbytes = atomic_save_npy(self._file(name), arr)
+        data = npy_bytes(arr)
+        nbytes = atomic_write_bytes(self._file(name), data)
         entry = {"step": step, "hiclr_version": __version__, "fingerprint": fingerprint,
-                 "shape": list(arr.shape), "dtype": spec.dtype, "bytes": nbytes}
+                 "shape": list(arr.shape), "dtype": spec.dtype, "bytes": nbytes,
+                 "sha256": hashlib.sha256(data).hexdigest()}
 
         def change(m: dict[str, Any]) -> None:
             m["arrays"][name] = entry
@@ -828,10 +904,12 @@ class Scene:
         vdir = self.path / "views"
         sizes: dict[str, list[int]] = {"color": []}
         shapes: list[tuple[int, ...]] = []
+        digest = hashlib.sha256()  # of everything below: tells a re-prepared scene's views from the old ones
         for v, rgb in enumerate(colors):
             shapes.append(np.shape(rgb)[:2])
             buf = io.BytesIO()
             Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=jpeg_quality)
+            digest.update(buf.getvalue())
             sizes["color"].append(atomic_write_bytes(self._view_image("color", v), buf.getvalue()))
         n_color = len(K)
         if depths is not None:
@@ -845,11 +923,14 @@ class Scene:
                     d = np.clip(np.round(np.nan_to_num(d, nan=0.0, posinf=0.0) * 1000.0), 0, 65535).astype(np.uint16)
                 buf = io.BytesIO()
                 Image.fromarray(d).save(buf, format="PNG", compress_level=1)  # 4-7x faster than the default, ~10 % larger
+                digest.update(buf.getvalue())
                 sizes.setdefault("depth", []).append(atomic_write_bytes(self._view_image("depth", v), buf.getvalue()))
-        atomic_save_npy(vdir / "intrinsics.npy", K)
-        nbytes = atomic_save_npy(vdir / "cam_to_world.npy", T)
+        k_bytes, t_bytes = npy_bytes(K), npy_bytes(T)
+        digest.update(k_bytes + t_bytes)
+        atomic_write_bytes(vdir / "intrinsics.npy", k_bytes)
+        nbytes = atomic_write_bytes(vdir / "cam_to_world.npy", t_bytes)
         self._record("views", step, fingerprint, counts={"views": n_color, "has_depth": depths is not None},
-                     views=n_color, bytes=nbytes, image_bytes=sizes)
+                     views=n_color, bytes=nbytes, image_bytes=sizes, sha256=digest.hexdigest())
 
     def intrinsics(self) -> np.ndarray:
         return self._read_view_array("intrinsics")

@@ -154,7 +154,7 @@ def prepare_sample(dataroot: Path, out: Path, token: str, cfg: NuScenesConfig, o
     fp = fingerprint(dataclasses.replace(cfg, splits=[]), format="nuscenes-1")
     if not overwrite and scene.exists() and scene.is_prepared(fp):
         return {"status": "skipped"}
-    scene.remove()  # stale or partial: outputs of later steps depend on it too
+    scene.remove()  # stale or partial; later steps' outputs are set aside until it is written again
     scene = store.scene(token)
     sample = nusc.get("sample", token)
     lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
@@ -205,7 +205,8 @@ def prepare_sample(dataroot: Path, out: Path, token: str, cfg: NuScenesConfig, o
                    lidar_timestamp=lidar_sd["timestamp"], lidar_origin=[float(x) for x in origin],
                    cameras=list(CAMERAS), camera_info=cam_meta, painted_points=painted, has_label=has_label,
                    prepared=fp)
-    return {"status": "done", "points": len(coord), "views": len(CAMERAS), "labelled": has_label}
+    return {"status": "done", "points": len(coord), "views": len(CAMERAS), "labelled": has_label,
+            "notes": scene.restore_later()}
 
 
 def devkit_splits(version: str) -> dict[str, str]:

@@ -379,7 +379,7 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
     fp = _fingerprint(cfg)
     if not overwrite and scene.exists() and scene.is_prepared(fp):
         return {"status": "skipped"}
-    scene.remove()  # stale or partial: outputs of later steps depend on it too
+    scene.remove()  # stale or partial; later steps' outputs are set aside until it is written again
     scene = store.scene(scan_id)
     scan_dir = Path(raw) / scan_id
     mesh = read_scan_mesh(scan_dir, scan_id)
@@ -412,6 +412,7 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
                     depth_shift=frames.depth_shift, color_intrinsics=frames.color_note)
     meta["prepared"] = fp
     scene.set_meta(**meta)
+    result["notes"] += scene.restore_later()
     return result
 
 
@@ -473,7 +474,6 @@ def prepare_scannet(raw: Path, out: Path, cfg: ScanNetConfig, workers: int = 1, 
     ids = select_shard(sorted({s for v in found.values() for s in v}), shard)
     work = partial(prepare_scan, raw, out, cfg=cfg, overwrite=overwrite, frames_root=frames_root)
     summary = run_scenes(work, ids, workers=workers, desc="scannet", progress=progress)
-    summary.notes += [note for sid in summary.done for note in summary.results[sid].get("notes", [])]
     if unlisted:
         summary.notes.append(f"{len(unlisted)} scans in {raw} are in no {','.join(cfg.splits)} list and were not "
                              f"prepared: {_names(unlisted)} (add them with --split-file SPLIT=FILE)")

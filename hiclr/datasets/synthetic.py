@@ -200,7 +200,7 @@ def _prepare_one(sid: str, root: str, cfg: SyntheticConfig, overwrite: bool) -> 
     scene.clean_temporaries()
     if not overwrite and scene.exists() and all(scene.fingerprint(n) == fp for n in OUTPUTS):
         return {"status": "skipped"}
-    scene.remove()  # stale or partial: outputs of later steps depend on it too
+    scene.remove()  # stale or partial; later steps' outputs are set aside until it is written again
     s = generate_scene(seed, cfg)
     scene = store.scene(sid)
     scene.set_meta(source="synthetic", seed=seed, room_type=s.layout.kind, image_size=[cfg.width, cfg.height],
@@ -213,7 +213,7 @@ def _prepare_one(sid: str, root: str, cfg: SyntheticConfig, overwrite: bool) -> 
     scene.write("label", m.labels, STEP, fp)
     scene.write("faces", m.faces.astype(np.int32), STEP, fp)
     scene.write_views(s.intrinsics, s.cam_to_world, s.colors, s.depths, STEP, fp)
-    return {"status": "done", "points": len(m.vertices), "views": len(s.colors)}
+    return {"status": "done", "points": len(m.vertices), "views": len(s.colors), "notes": scene.restore_later()}
 
 
 def prepare_synthetic(out: Path | str, cfg: SyntheticConfig, workers: int = 1, overwrite: bool = False,
