@@ -106,7 +106,7 @@ def scannet(raw: str, out: str, splits: str | None, split_files: tuple[str, ...]
     _, missing = scan_ids_for_splits(Path(raw), list(cfg.splits), lists)
     res = [summary.results[s] for s in summary.done]
     views, dropped = sum(r.get("views", 0) for r in res), sum(r.get("dropped_invalid_pose", 0) for r in res)
-    notes = [f"views stored: {views}; frames dropped for invalid poses: {dropped}"]
+    notes = [f"views stored: {views}; frames dropped for invalid poses: {dropped} (missing or non-finite)"]
     no_frames = [s for s in summary.done if "warning" in summary.results[s]]
     if no_frames:
         notes.append(f"{len(no_frames)} scans have no frames (.sens or exported folders): {', '.join(no_frames[:5])}"

@@ -183,6 +183,7 @@ class Frames:
     color_note: str
     _color: Any
     _depth: Any
+    pose_files: str = ""  # where the poses come from, for messages: ``<scan>/pose/<i>.txt`` or the .sens file
 
     def color(self, k: int) -> np.ndarray:
         return self._color(k)
@@ -199,7 +200,7 @@ def _sens_frames(path: Path) -> Frames:
     return Frames("sens", list(range(len(s.frames))), [f.camera_to_world for f in s.frames],
                   s.intrinsic_color[:3, :3].astype(np.float64), s.intrinsic_depth[:3, :3].astype(np.float64),
                   (s.depth_width, s.depth_height), s.depth_shift, "colour intrinsics from the .sens header",
-                  s.color, s.depth)
+                  s.color, s.depth, str(path))
 
 
 def _numbered(folder: Path, ext: str) -> dict[int, Path]:
@@ -248,9 +249,9 @@ def check_intrinsics_fit(K: np.ndarray, size: tuple[int, int], image: Path, intr
 def _exported_frames(root: Path) -> Frames:
 
     colors, depths, poses = _numbered(root / "color", ".jpg"), _numbered(root / "depth", ".png"), _numbered(root / "pose", ".txt")
-    ids = sorted(set(colors) & set(depths) & set(poses))
+    ids = sorted(set(colors) & set(depths))  # a frame without its pose/<i>.txt counts as an invalid pose
     if not ids:
-        raise HiclrError(f"{root}: no frame has color/<i>.jpg, depth/<i>.png and pose/<i>.txt together",
+        raise HiclrError(f"{root}: no frame has color/<i>.jpg and depth/<i>.png together",
                          "export frames with ScanNet's SensReader, or provide the .sens file")
     kd_path = root / "intrinsic" / "intrinsic_depth.txt"
     if not kd_path.is_file():
@@ -280,8 +281,9 @@ def _exported_frames(root: Path) -> Frames:
                              "export every depth frame at one size (SensReader)")
         return d.astype(np.uint16)
 
-    return Frames("exported", ids, [_read_matrix(poses[i]) for i in ids], K_color, K_depth, dsize, 1000.0, note,
-                  color, depth)
+    missing = np.full((4, 4), np.nan)
+    return Frames("exported", ids, [_read_matrix(poses[i]) if i in poses else missing for i in ids], K_color, K_depth,
+                  dsize, 1000.0, note, color, depth, str(root / "pose" / "<i>.txt"))
 
 
 def find_frames(scan_dir: Path, scan_id: str, frames_root: Path | None = None) -> Frames | None:
@@ -297,7 +299,7 @@ def find_frames(scan_dir: Path, scan_id: str, frames_root: Path | None = None) -
 
 def select_frames(frames: Frames, stride: int) -> tuple[list[int], int]:
     """Positions in ``frames`` of the kept frames (stream index divisible by ``stride``, finite
-    pose) and how many stride-selected frames were dropped for a non-finite pose."""
+    pose) and how many stride-selected frames were dropped for a non-finite or missing pose."""
     if stride < 1:
         raise HiclrError(f"frame_stride {stride}: must be ≥ 1", "set --frame-stride 20 (the default)")
     picked = [k for k, i in enumerate(frames.ids) if i % stride == 0]
@@ -401,6 +403,13 @@ def prepare_scan(raw: Path, out: Path, scan_id: str, cfg: ScanNetConfig, overwri
         meta.update(frames="none")
     else:
         kept, dropped = select_frames(frames, cfg.frame_stride)
+        if not kept:  # a scene without views would only fail at pseudolabel, far from the cause
+            why = (f"all {dropped} frames selected (frame stride {cfg.frame_stride}) have a missing or non-finite "
+                   "pose (-inf where tracking failed)" if dropped else
+                   f"no frame number is a multiple of the frame stride {cfg.frame_stride}")
+            raise HiclrError(f"{frames.pose_files}: {why}, so the scan would have no views",
+                             "leave this scan out of the split list, export its poses again, or try another "
+                             "--frame-stride")
         size = (cfg.image_width, cfg.image_height)
         K, colors, depths = _views(frames, kept, size)
         Ks = np.repeat(K[None], len(kept), axis=0)
