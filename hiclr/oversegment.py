@@ -52,6 +52,7 @@ __all__ = [
     "segment_graph",
     "segment_mesh",
     "segment_points",
+    "vertices_in_faces",
 ]
 
 
@@ -140,6 +141,14 @@ def mesh_edges(faces: np.ndarray) -> np.ndarray:
     f = f.astype(np.int32, copy=False)
     edges = np.stack([f[:, [0, 1]], f[:, [0, 2]], f[:, [2, 1]]], axis=1)  # (F, 3, 2)
     return edges.reshape(-1, 2)
+
+
+def vertices_in_faces(faces: np.ndarray, num_vertices: int) -> int:
+    """How many of ``num_vertices`` vertices lie in at least one proper face (three distinct
+    corners). A face such as (0, 0, 0) joins nothing: a mesh made of them gives one segment per vertex."""
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    proper = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
+    return int(np.count_nonzero(np.bincount(proper.ravel(), minlength=num_vertices)))
 
 
 def edge_weights(points: np.ndarray, normals: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -419,7 +428,16 @@ def _oversegment_scene(root: str, config: Any, overwrite: bool, scene_id: str) -
     from hiclr.store import Store
 
     scene = Store.open(root).scene(scene_id)
-    graph = "mesh" if scene.has("faces") else "knn"
+    graph, notes = "knn", []
+    if scene.has("faces"):
+        faces, n = scene.read("faces"), scene.num_points
+        covered = vertices_in_faces(faces, n)
+        if 2 * covered >= n:
+            graph = "mesh"
+        else:  # the mesh rule would leave most vertices as one-vertex segments
+            notes.append(f"{scene.path_of('faces')}: only {covered} of {n} vertices lie in a face with three distinct "
+                         f"corners (degenerate faces such as (0, 0, 0)), so the kNN graph of a point cloud was used; "
+                         f"to segment by the mesh, export it again and rerun hiclr prepare")
     fp = fingerprint(config, graph=graph, coord=scene.fingerprint("coord"))
     if not overwrite and scene.is_done("segments", fp):
         return {"status": "skipped"}
@@ -428,7 +446,7 @@ def _oversegment_scene(root: str, config: Any, overwrite: bool, scene_id: str) -
     t0 = time.perf_counter()
     if graph == "mesh":
         # Segmentator's own face-averaged normals, not normal.npy: the exact reference rule
-        segments = segment_mesh(coord, scene.read("faces"), None, config.k_thresh, config.min_size)
+        segments = segment_mesh(coord, faces, None, config.k_thresh, config.min_size)
     else:
         normals = scene.read("normal") if scene.has("normal") else None
         segments = segment_points(coord, normals, config.knn, config.k_thresh, config.min_size)
@@ -436,6 +454,7 @@ def _oversegment_scene(root: str, config: Any, overwrite: bool, scene_id: str) -
     scene.write("segments", segments, STEP, fp)
     return {
         "status": "done",
+        "notes": notes,
         "graph": graph,
         "points": len(coord),
         "segments": int(segments.max()) + 1 if len(segments) else 0,
@@ -454,7 +473,8 @@ def run_oversegment(
     """Over-segment every scene of the store and write ``segments.npy``.
 
     Scenes with ``faces.npy`` use the mesh rule (:func:`segment_mesh`), others the kNN graph
-    (:func:`segment_points`, with the stored normals). A scene whose segments exist with the same
+    (:func:`segment_points`, with the stored normals), and so do meshes whose faces leave most
+    vertices out (degenerate faces: :func:`vertices_in_faces`), with a note. A scene whose segments exist with the same
     config and the same ``coord`` is skipped unless ``overwrite``.
 
     Args:

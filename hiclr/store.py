@@ -742,6 +742,10 @@ class Scene:
         return int(n)
 
     # -- arrays
+    def path_of(self, name: str) -> Path:
+        """The file of array or output ``name`` (for messages; read and write through the methods)."""
+        return self._file(name)
+
     def _file(self, name: str) -> Path:
         if name in PAIR_KINDS:
             return self.path / f"{name}.npz"
