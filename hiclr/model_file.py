@@ -13,6 +13,7 @@ No transformers: the paper keeps only the 3D model for inference (§3.4).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -63,15 +64,41 @@ def build_network(arch: dict[str, Any]) -> torch.nn.Module:
     return PointNetwork.from_config(arch)
 
 
-def torch_load_reason(exc: Exception) -> str:
-    """torch.load's failure in one short phrase (its weights-only refusal is a page of advice)."""
+def torch_load_reason(exc: Exception, path: Path | None = None) -> str:
+    """torch.load's failure in one short phrase. Its weights-only refusal is a page of advice to
+    load with ``weights_only=False`` (which would run the file's code: never) and may carry no
+    reason at all (a raw pickle): say what the file holds instead, from its first bytes when
+    ``path`` is given (a pickle starts with 0x80, torch.save's zip with ``PK``)."""
     import re
 
     text = str(exc)
-    m = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
-    if m:
-        return f"refused to unpickle code or objects, not only tensors: {m.group(1).strip()}"
+    head = b""
+    if path is not None:
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            head = f.read(2)
+    if head and head[:1] != b"\x80" and head != b"PK":
+        return "not a file written by torch.save (another format)"
+    if "WeightsUnpickler error" in text or "Weights only load failed" in text:
+        m = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+        detail = " ".join((m.group(1) if m else "").split())
+        g = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+        if g:
+            return f"it holds pickled Python objects ({g.group(1)}), not only tensors: refused to unpickle them"
+        return ("it is a plain Python pickle, not tensors saved by torch.save: refused to unpickle it"
+                + (f" ({detail})" if detail else ""))
+    if "Invalid magic number" in text or isinstance(exc, (KeyError, EOFError)) or "central directory" in text:
+        return "not a file written by torch.save (empty, truncated, or another format)"
     return one_line(f"{type(exc).__name__}: {text}", 200)
+
+
+def torch_load(path: Path, map_location: str = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with torch's warnings about the file's pickle
+    protocol kept out of the output; a failure is re-raised for the caller to name the file."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _problems(model: ModelFile) -> list[str]:
@@ -141,10 +168,10 @@ def load_model(path: Path | str) -> ModelFile:
     if not path.is_file():
         raise HiclrError(f"{path}: no model file", "export one with: hiclr distill RUN --export model.pt")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch_load(path)
     except Exception as exc:
-        raise HiclrError(f"{path}: unreadable model file ({torch_load_reason(exc)})",
-                         "a model file holds tensors only: export one with hiclr distill RUN --export") from exc
+        raise HiclrError(f"{path}: not a model file: {torch_load_reason(exc, path)}",
+                         "a model file holds tensors only: export one with hiclr distill RUN --export model.pt") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         hint = "a training checkpoint is not a model file: export with hiclr distill RUN --export model.pt"
         raise HiclrError(f"{path}: not a hiclr model file", hint)

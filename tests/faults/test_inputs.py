@@ -226,3 +226,26 @@ def test_an_unknown_torch_conv_algorithm_is_one_line(tmp_path: Path, model_file:
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert len(lines) == 1 and "HICLR_TORCH_CONV='gemm'" in lines[0] and "offsets, fused, table" in lines[0], res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case, says", [
+    ("raw pickle", "it is a plain Python pickle, not tensors saved by torch.save"),
+    ("object", "it holds pickled Python objects (argparse.Namespace)"),
+    ("text", "not a file written by torch.save"),
+])
+def test_a_file_that_is_not_tensors_is_one_clear_line(tmp_path: Path, case: str, says: str) -> None:
+    """Issue 22: torch's weights_only advice and pickle-protocol warnings stay out; a raw pickle
+    gets a reason."""
+    import argparse
+    import pickle
+
+    bad = tmp_path / "bad.pt"
+    if case == "raw pickle":
+        bad.write_bytes(pickle.dumps({"weights": [1.0]}, protocol=4))
+    elif case == "object":
+        torch.save({"format": "hiclr-model-1", "meta": argparse.Namespace(a=1)}, bad)
+    else:
+        bad.write_text("not a model\n")
+    res = cli("predict", _ply(tmp_path), "--model", bad, "--out", tmp_path / "out")
+    line = refused(res, f"{bad}: not a model file: {says}", "hiclr distill RUN --export")
+    assert len(line) < 300 and "weights_only" not in line and "pickle protocol" not in res.stderr, res.stderr
