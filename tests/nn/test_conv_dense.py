@@ -2,8 +2,10 @@
 
 Tolerances: the ``torch`` backend runs in float64 and must match to 1e-9; the library backends run in
 float32 and must match to 1e-4 absolute + 1e-4 relative (sums of ≤125 products of unit normals).
-spconv's CPU build is only exact with one torch thread and its backward needs CUDA, so on CPU its
-gradients are not checked.
+Gradients of the library backends are checked by ``test_gradients_equal_dense``, which skips (saying
+why) where the backend has no backward on this machine: spconv's CPU backward needs CUDA, and
+torchsparse 1.4.0's CPU backward raises ``NotImplementedError``. spconv's CPU build is only exact
+with one torch thread. torchsparse runs on the GPU when one is visible (2.x cannot run on CPU).
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ def backend(request):
     torch.set_num_threads(threads)
 
 
+def _device(backend: str) -> torch.device:
+    """torchsparse on the GPU when there is one (2.x has no CPU convolution); everything else on CPU."""
+    return torch.device("cuda" if backend == "torchsparse" and torch.cuda.is_available() else "cpu")
+
+
+def grads_unsupported(backend: str) -> str | None:
+    """Why a backend's gradients cannot be checked here, or None when they can."""
+    if backend == "spconv" and not torch.cuda.is_available():
+        return "spconv 2.x's CPU backward asks for a CUDA stream: it fails on a machine without CUDA"
+    if backend == "torchsparse" and _device(backend).type == "cpu":
+        return (
+            "torchsparse 1.4.0's CPU backward raises NotImplementedError (torchsparse/nn/functional/conv.py); "
+            "its gradients are checked on a GPU (benchmarks/gpu_throughput.sh)"
+        )
+    return None
+
+
 def _dtype(backend: str) -> torch.dtype:
     return torch.float64 if backend == "torch" else torch.float32
 
@@ -49,17 +68,18 @@ def _tol(backend: str) -> dict:
     return {"atol": 1e-9, "rtol": 1e-9} if backend == "torch" else {"atol": 1e-4, "rtol": 1e-4}
 
 
-def _check_grads(backend: str) -> bool:
-    return not (backend == "spconv" and not torch.cuda.is_available())
-
-
 def random_tensor(backend: str, channels: int = 3, seed: int = 0, density: float = 0.3) -> SparseTensor:
     """Two scenes of random voxels in an 8³ grid with random features."""
     g = torch.Generator().manual_seed(seed)
     occupied = torch.rand(2, G, G, G, generator=g) < density
     coords = occupied.nonzero().to(torch.int32)  # (N, 4) [b, x, y, z]
     feats = torch.randn(coords.shape[0], channels, generator=g, dtype=_dtype(backend))
-    return SparseTensor.from_coords(coords, feats.requires_grad_(True), backend=backend)
+    dev = _device(backend)
+    return SparseTensor.from_coords(coords.to(dev), feats.to(dev).requires_grad_(True), backend=backend)
+
+
+def _randn(backend: str, *shape: int, requires_grad: bool = False) -> torch.Tensor:
+    return torch.randn(*shape, dtype=_dtype(backend), device=_device(backend), requires_grad=requires_grad)
 
 
 def densify(x: SparseTensor, feats: torch.Tensor, edge: int) -> torch.Tensor:
@@ -76,11 +96,14 @@ def sample(dense: torch.Tensor, coords: torch.Tensor, stride: int) -> torch.Tens
     return dense[coords[:, 0].long(), :, idx[:, 0], idx[:, 1], idx[:, 2]]
 
 
-def _compare(backend, x, weight, out, dense_out_fn, dense_in_edge):
-    """Values and gradients (w.r.t. input features and weight) of sparse vs dense."""
+def _compare(backend, x, weight, out, dense_out_fn, dense_in_edge, grads: bool | None = None):
+    """Values and gradients (w.r.t. input features and weight) of sparse vs dense.
+
+    ``grads``: check gradients too (default: for the ``torch`` backend; the library backends' are
+    checked by :func:`test_gradients_equal_dense`)."""
     dense_out = sample(dense_out_fn(densify(x, x.feats, dense_in_edge)), out.coords, out.stride)
     torch.testing.assert_close(out.feats, dense_out, **_tol(backend))
-    if not _check_grads(backend):
+    if not (backend == "torch" if grads is None else grads):
         return
     r = torch.randn_like(out.feats)
     gx, gw = torch.autograd.grad((out.feats * r).sum(), [x.feats, weight])
@@ -92,46 +115,46 @@ def _compare(backend, x, weight, out, dense_out_fn, dense_in_edge):
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("k", [3, 5])
-def test_submanifold_equals_dense(backend, k):
+def test_submanifold_equals_dense(backend, k, grads=None):
     x = random_tensor(backend)
-    w = torch.randn(k**3, 3, 4, dtype=_dtype(backend), requires_grad=True)
+    w = _randn(backend, k**3, 3, 4, requires_grad=True)
     out = conv3d(x, w, kernel_size=k)
     assert torch.equal(out.coords, x.coords)  # submanifold: same voxels, same order
-    _compare(backend, x, w, out, lambda d: F.conv3d(d, as_dense_weight(w, k), padding=k // 2), G)
+    _compare(backend, x, w, out, lambda d: F.conv3d(d, as_dense_weight(w, k), padding=k // 2), G, grads)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("k", [2, 3])
-def test_strided_equals_dense(backend, k):
+def test_strided_equals_dense(backend, k, grads=None):
     x = random_tensor(backend)
-    w = torch.randn(k**3, 3, 4, dtype=_dtype(backend), requires_grad=True)
+    w = _randn(backend, k**3, 3, 4, requires_grad=True)
     out = conv3d(x, w, kernel_size=k, stride=2)
     # documented coordinates: the stride-2 voxels that contain an input voxel
     expected = torch.unique(C.linearize(torch.cat([x.coords[:, :1], x.coords[:, 1:] // 2 * 2], 1)))
     assert out.stride == 2 and torch.equal(C.linearize(out.coords), expected)
     pad = (k - 1) // 2
-    _compare(backend, x, w, out, lambda d: F.conv3d(d, as_dense_weight(w, k), stride=2, padding=pad), G)
+    _compare(backend, x, w, out, lambda d: F.conv3d(d, as_dense_weight(w, k), stride=2, padding=pad), G, grads)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
-def test_strided_from_stride_two(backend):
+def test_strided_from_stride_two(backend, grads=None):
     """Offsets scale with the input stride: stride 2 -> 4 equals a dense conv on the 4³ grid."""
     x1 = random_tensor(backend, density=0.5)
-    x = conv3d(x1, torch.randn(8, 3, 3, dtype=_dtype(backend)), kernel_size=2, stride=2)
+    x = conv3d(x1, _randn(backend, 8, 3, 3), kernel_size=2, stride=2)
     x = x.replace(x.feats.detach().requires_grad_(True))
-    w = torch.randn(8, 3, 5, dtype=_dtype(backend), requires_grad=True)
+    w = _randn(backend, 8, 3, 5, requires_grad=True)
     out = conv3d(x, w, kernel_size=2, stride=2)
     assert out.stride == 4 and bool((out.coords[:, 1:] % 4 == 0).all())
-    _compare(backend, x, w, out, lambda d: F.conv3d(d, as_dense_weight(w, 2), stride=2), G // 2)
+    _compare(backend, x, w, out, lambda d: F.conv3d(d, as_dense_weight(w, 2), stride=2), G // 2, grads)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("k", [2, 3])
-def test_transposed_equals_dense(backend, k):
+def test_transposed_equals_dense(backend, k, grads=None):
     x1 = random_tensor(backend)
-    down = conv3d(x1, torch.randn(8, 3, 3, dtype=_dtype(backend)), kernel_size=2, stride=2)
+    down = conv3d(x1, _randn(backend, 8, 3, 3), kernel_size=2, stride=2)
     x = down.replace(down.feats.detach().requires_grad_(True))
-    w = torch.randn(k**3, 3, 4, dtype=_dtype(backend), requires_grad=True)
+    w = _randn(backend, k**3, 3, 4, requires_grad=True)
     out = conv3d(x, w, kernel_size=k, stride=2, transposed=True)
     # documented coordinates: the finer level's existing voxels, in their order
     assert out.stride == 1 and torch.equal(out.coords, x1.coords)
@@ -141,7 +164,25 @@ def test_transposed_equals_dense(backend, k):
     def dense(d):
         return F.conv_transpose3d(d, wt, stride=2, padding=pad, output_padding=pad)
 
-    _compare(backend, x, w, out, dense, G // 2)
+    _compare(backend, x, w, out, dense, G // 2, grads)
+
+
+@pytest.mark.parametrize("backend", BACKENDS[3:], indirect=True)
+@pytest.mark.parametrize("case", ["submanifold-3", "strided-3", "stride-two", "transposed-2", "transposed-3"])
+def test_gradients_equal_dense(backend, case):
+    """The library backends' gradients (input features and weight) against the dense ones."""
+    reason = grads_unsupported(backend)
+    if reason:
+        pytest.skip(reason)
+    name, _, k = case.partition("-")
+    if name == "submanifold":
+        test_submanifold_equals_dense(backend, int(k), grads=True)
+    elif name == "strided":
+        test_strided_equals_dense(backend, int(k), grads=True)
+    elif name == "stride":
+        test_strided_from_stride_two(backend, grads=True)
+    else:
+        test_transposed_equals_dense(backend, int(k), grads=True)
 
 
 def test_transposed_needs_finer_level():

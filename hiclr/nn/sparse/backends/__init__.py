@@ -82,7 +82,7 @@ def resolve_backend(name: str, device_type: str) -> str:
 _HINTS = {
     "minkowski": "build it with: bash scripts/build_minkowski.sh .venv  (needs apt package libopenblas-dev)",
     "spconv": "pip install spconv-cu126 (CUDA 12.x driver; spconv-cu118 for CUDA 11.8; the CPU wheel 'spconv' is wrong with >1 thread)",
-    "torchsparse": "install torchsparse from https://github.com/mit-han-lab/torchsparse (not on PyPI)",
+    "torchsparse": "bash scripts/build_torchsparse.sh .venv  (torchsparse 1.4.0 from ../shared/vendor, not on PyPI; needs the apt package libsparsehash-dev)",
 }
 
 
