@@ -66,7 +66,7 @@ except Exception as exc:  # noqa: BLE001 - torchsparse 2.x probes CUDA at import
     raise HiclrError(
         f"torchsparse cannot be imported here: {type(exc).__name__}: {one_line(str(exc), 200)}",
         "torchsparse 2.x needs an NVIDIA GPU and driver even to import; on a CPU-only machine build "
-        "torchsparse 1.4.0 (" + _BUILD_HINT + ") or use --backend torch",
+        "torchsparse 1.4.0 (" + _BUILD_HINT + ") or use the torch backend (--set train.backend=torch)",
     ) from None
 
 FOLD = C.R  # 1.x: scene b lies at x + b * FOLD (see the module docstring)
