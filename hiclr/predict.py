@@ -141,20 +141,26 @@ def prompt_embeddings(model: ModelFile, names: list[str], device: str = "cpu", c
                       progress: bool = False) -> torch.Tensor:
     """Embed new class names with the model's own CLIP text tower and the 85 templates: (C', d).
 
-    ``clip_weights`` (an open_clip tag or a checkpoint path) overrides the model file's, which is
-    only a tag: when pseudolabel used a local checkpoint file, give its path here."""
+    ``clip_weights`` (an open_clip tag, a checkpoint path, or ``random``) overrides the model file's,
+    which is only a tag: when pseudolabel used a local checkpoint file, give its path here. A model
+    trained on labels of random CLIP weights (``--clip-weights random``, smoke tests) gets the same
+    seeded random text tower by default."""
     if model.anchors == "random" or model.clip_model is None:
         raise HiclrError("this model was trained against seeded random anchors, not CLIP text embeddings",
                          "open-vocabulary --prompts needs a model trained on MaskCLIP pseudo-labels")
-    weights = clip_weights or model.clip_weights
+    wid = str(model.extra.get("clip_weights_id") or "")
+    weights = clip_weights or model.clip_weights or ("random" if wid.startswith("random:") else None)
     if not weights:
-        wid = model.extra.get("clip_weights_id")
-        raise HiclrError(f"the model's CLIP weights were a local file ({wid}) whose path is not recorded",
+        raise HiclrError(f"{model.source or 'the model'}: its CLIP weights were a local file ({wid}) whose path is not recorded",
                          "pass --clip-weights PATH (the checkpoint used by hiclr pseudolabel)")
     from hiclr.vlm.maskclip import MaskCLIP
     from hiclr.vlm.text import embed_class_names
 
     clip = MaskCLIP.load(model.clip_model, weights, device=device)
+    if wid.startswith("random:") and clip.weights_id != wid and not clip_weights:
+        raise HiclrError(f"{model.source or 'the model'}: it was trained against randomly initialised CLIP weights "
+                         f"({wid}), which this open_clip builds differently ({clip.weights_id})",
+                         "use the open_clip version it was trained with, or retrain with real CLIP weights")
     emb = embed_class_names(clip, names, progress=progress).float()
     if emb.shape[1] != model.text.shape[1]:
         raise HiclrError(f"CLIP {model.clip_model} gives {emb.shape[1]}-d text embeddings, the model {model.text.shape[1]}-d",
@@ -199,6 +205,11 @@ def predict_ply(ply: Path | str, model_path: Path | str, out_dir: Path | str, pr
         classes = read_prompts(prompts)
         text = prompt_embeddings(model, classes, str(dev), clip_weights, progress=progress)
     warnings = [cloud.color_note] if cloud.color_note else []
+    random_clip = ((clip_weights or "").strip().lower() in ("random", "none")
+                   or (not clip_weights and str(model.extra.get("clip_weights_id", "")).startswith("random:")))
+    if prompts is not None and random_clip:
+        warnings.append("the prompts were embedded by randomly initialised CLIP weights: their labels mean nothing "
+                        "(a smoke test)")
     if cloud.color is None:
         warnings.append(f"{ply}: no red/green/blue vertex colours, but the model's input is '{model.input}': "
                         "every point was given mid-grey, so the labels rest on geometry alone and are unreliable "

@@ -18,7 +18,7 @@ from hiclr_cli.common import echo_table, echo_warnings, handle_errors
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder.  [default: <ply stem>_hiclr next to the PLY]")
 @click.option("--clip-weights", default=None,
-              help="CLIP weights for --prompts (open_clip tag or checkpoint path).  [default: the model's]")
+              help="CLIP weights for --prompts (open_clip tag, checkpoint path, or random).  [default: the model's]")
 @click.option("--device", default="auto", show_default=True)
 @handle_errors
 def predict(ply: str, model: str, prompts: str | None, out: str | None, clip_weights: str | None, device: str) -> None:

@@ -108,6 +108,9 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+RANDOM_WEIGHTS = ("", "random", "none")  # weights values that mean the seeded random initialisation
+
+
 def _params_digest(model: nn.Module) -> str:
     """A digest of a few parameter tensors: tells two random initialisations apart."""
     h = hashlib.sha256()
@@ -125,7 +128,8 @@ def load_clip(
     Args:
         model_name: an open_clip architecture (``open_clip.list_models()``), e.g. ``"ViT-B-16"``.
         weights: an open_clip pretrained tag for that model (``"openai"``), a checkpoint file path,
-            or ``None`` for random weights (seeded: the same in every process).
+            or ``None`` (also ``"random"``/``"none"``, as given on a command line) for random
+            weights (seeded: the same in every process).
         device: where the model goes.
 
     Returns:
@@ -144,7 +148,7 @@ def load_clip(
             f"use an open_clip architecture name such as {', '.join(vits[:6])} (see open_clip.list_models())",
         )
     kwargs: dict[str, Any] = {"device": device}
-    if weights is None or weights == "":
+    if weights is None or weights.strip().lower() in RANDOM_WEIGHTS:
         with torch.random.fork_rng(devices=[]):  # seeded, so every process gets the same random model
             torch.manual_seed(0)
             model = open_clip.create_model(model_name, pretrained=None, **kwargs)
