@@ -79,7 +79,7 @@ def torch_load_reason(exc: Exception, path: Path | None = None) -> str:
     if head and head[:1] != b"\x80" and head != b"PK":
         return "not a file written by torch.save (another format)"
     if "WeightsUnpickler error" in text or "Weights only load failed" in text:
-        m = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+        m = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.DOTALL)
         detail = " ".join((m.group(1) if m else "").split())
         g = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
         if g:

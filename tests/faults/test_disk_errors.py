@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from faultkit import cli, refused, snapshot
 
 SYNTHETIC = ["--scenes", "2", "--views", "2", "--set", "synthetic.width=64", "--set", "synthetic.height=48",

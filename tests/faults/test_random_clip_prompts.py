@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from faultkit import CLASSES, cli, write_ply
 
 TINY = "hiclr-tiny-prompts"
