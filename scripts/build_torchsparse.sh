@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Build torchsparse 1.4.0 from the vendored upstream source and install it into a Python venv.
+# Build torchsparse from the vendored upstream source and install it into a Python environment.
 #
-#   usage: bash scripts/build_torchsparse.sh VENV_DIR
+#   usage: bash scripts/build_torchsparse.sh VENV_DIR          (torchsparse 1.4.0, CPU here)
+#          TS_VERSION=2.1.0 FORCE_CUDA=1 bash scripts/build_torchsparse.sh PREFIX   (GPU machines)
 #
-# torchsparse is not on the package index. Its unmodified upstream tree is vendored in the shared
-# folder next to the clone (../shared/vendor/torchsparse-1.4.0.tar.gz; override the folder with
-# HICLR_VENDOR_DIR), with what was measured building it in ../shared/vendor/README.md. The recipe:
+# torchsparse is not on the package index. Its unmodified upstream trees are vendored in the shared
+# folder next to the clone (../shared/vendor/torchsparse-<version>.tar.gz, else shared/vendor inside
+# the clone; override the folder with HICLR_VENDOR_DIR), with what was measured building them in
+# ../shared/vendor/README.md. The recipe:
 #   apt-get install -y libsparsehash-dev        (system prerequisite: google/dense_hash_map; checked here)
 #   pip install ninja wheel
-#   MAX_JOBS=2 pip wheel --no-deps --no-build-isolation .     (in the unpacked tree, ~4 min on 2 cores)
-# Without a usable GPU torchsparse's setup.py builds the CPU extension; with FORCE_CUDA=1 (and nvcc)
-# it builds the CUDA one. 1.4.0 runs convolutions forward on CPU (coordinates [x, y, z, batch]); its
-# CPU backward raises NotImplementedError.
-# The built wheel is kept in wheels/ts-1.4.0-<cpu|cuda>-<python tag>-torch<version>/ (gitignored;
+#   MAX_JOBS=2 pip wheel --no-deps --no-build-isolation .     (in the unpacked tree)
+# 1.4.0: ~4 min on 2 idle cores (7.6 min measured beside a training job); without a usable GPU its
+# setup.py builds the CPU extension, which runs convolutions forward on CPU (coordinates
+# [x, y, z, batch]); its CPU backward raises NotImplementedError.
+# 2.1.0: imports only where an NVIDIA driver is present and convolves only in its CUDA build: build it
+# on a GPU machine with FORCE_CUDA=1 (nvcc needed). It also needs rootpath and
+# backports.cached_property at import; they are installed here with hiclr's constraints (offline: put
+# their wheels in a folder and set PIP_FIND_LINKS=folder PIP_NO_INDEX=1).
+# VENV_DIR is a venv or any Python prefix (its bin/python or bin/python3 is used).
+# The built wheel is kept in wheels/ts-<version>-<cpu|cuda>-<python tag>-torch<version>/ (gitignored;
 # override the folder with HICLR_WHEELS_DIR), so a second run only reinstalls it (seconds). It is
 # installed with --no-deps and hiclr's constraints: torch is never touched.
 set -euo pipefail
@@ -26,11 +33,22 @@ if [[ -d "$VENV_DIR" ]]; then
     VENV_DIR="$(cd "$VENV_DIR" && pwd)"  # absolute: the build runs in another directory
 fi
 PY="$VENV_DIR/bin/python"
+[[ ! -x "$PY" && -x "$VENV_DIR/bin/python3" ]] && PY="$VENV_DIR/bin/python3"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
-TS_VERSION=1.4.0
-TS_SHA256=556c81ea185eeebc7da6cf6fac092f5ab2dcc4eb77baac24b920f2de263b56e3
-VENDOR_DIR="${HICLR_VENDOR_DIR:-$ROOT/../shared/vendor}"
+TS_VERSION=${TS_VERSION:-1.4.0}
+case "$TS_VERSION" in  # the sha256 listed in shared/vendor/README.md
+    1.4.0) TS_SHA256=556c81ea185eeebc7da6cf6fac092f5ab2dcc4eb77baac24b920f2de263b56e3 ;;
+    2.1.0) TS_SHA256=5aab234fe1d5c12c6f5fa2220bdde37e1deebd7827802c7fa22044a1d74cc959 ;;
+    *) echo "error: TS_VERSION must be 1.4.0 or 2.1.0 (the vendored trees), not $TS_VERSION" >&2; exit 2 ;;
+esac
+if [[ -n "${HICLR_VENDOR_DIR:-}" ]]; then
+    VENDOR_DIR=$HICLR_VENDOR_DIR
+elif [[ -d "$ROOT/../shared/vendor" || ! -d "$ROOT/shared/vendor" ]]; then
+    VENDOR_DIR="$ROOT/../shared/vendor"
+else
+    VENDOR_DIR="$ROOT/shared/vendor"  # a device machine carries shared/ inside the clone
+fi
 TARBALL="$VENDOR_DIR/torchsparse-$TS_VERSION.tar.gz"
 
 if [[ ! -x "$PY" ]]; then
@@ -49,6 +67,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "error: torch is not installed in $VENV_DIR; install hiclr's dependencies first" >&2
     exit 1
 fi
+PIP_C=()
+[[ -f "$CONSTRAINTS" ]] && PIP_C=(-c "$CONSTRAINTS")
+if [[ "$TS_VERSION" == 2.* ]]; then  # imported by torchsparse 2.x, not by hiclr
+    "$PY" -m pip install -q "${PIP_C[@]}" rootpath backports.cached_property
+fi
 
 PYTAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__.replace("+", "_"))')
@@ -64,7 +87,7 @@ wheels=("$WHEEL_DIR"/torchsparse-"$TS_VERSION"-*.whl)
 if [[ ${#wheels[@]} -eq 0 ]]; then
     # Prerequisites of a build (a cached wheel needs none of them).
     if [[ ! -f "$TARBALL" ]]; then
-        echo "error: vendored torchsparse source not found: $TARBALL (expected the shared folder ../shared next to the clone, or set HICLR_VENDOR_DIR)" >&2
+        echo "error: vendored torchsparse source not found: $TARBALL (expected in the shared folder ../shared next to the clone; or set HICLR_VENDOR_DIR)" >&2
         exit 1
     fi
     if ! echo "$TS_SHA256  $TARBALL" | sha256sum -c --status -; then
@@ -84,15 +107,13 @@ if [[ ${#wheels[@]} -eq 0 ]]; then
         echo "error: a CUDA build was asked for (FORCE_CUDA=1 or a visible GPU) but nvcc is not on PATH" >&2
         exit 1
     fi
-    PIP_C=()
-    [[ -f "$CONSTRAINTS" ]] && PIP_C=(-c "$CONSTRAINTS")
     "$PY" -m pip install -q "${PIP_C[@]}" ninja wheel
 
     SRC=$(mktemp -d "${TMPDIR:-/tmp}/torchsparse-build.XXXXXX")
     trap 'rm -rf "$SRC"' EXIT
     tar xzf "$TARBALL" -C "$SRC"
     mkdir -p "$WHEEL_DIR"
-    echo "building torchsparse $TS_VERSION ($DEVICE) from $TARBALL into $WHEEL_DIR; this takes about 4 minutes on 2 cores"
+    echo "building torchsparse $TS_VERSION ($DEVICE) from $TARBALL into $WHEEL_DIR; this takes about 4-8 minutes on 2 cores"
     start=$(date +%s)
     (cd "$SRC/torchsparse-$TS_VERSION" && MAX_JOBS="${MAX_JOBS:-2}" "$PY" -m pip wheel -q --no-deps \
         --no-build-isolation -w "$WHEEL_DIR" .)
@@ -106,8 +127,6 @@ else
     echo "reusing the cached wheel ${wheels[0]}"
 fi
 
-PIP_C=()
-[[ -f "$CONSTRAINTS" ]] && PIP_C=(-c "$CONSTRAINTS")
 "$PY" -m pip install -q "${PIP_C[@]}" --no-deps --force-reinstall "${wheels[0]}"
 "$PY" -c "$IMPORT_CHECK"
 echo "torchsparse $TS_VERSION installed in $VENV_DIR"
