@@ -20,7 +20,9 @@ step env; $H env
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 step "cpu vs cuda"; python3 benchmarks/gpu_equivalence.py
 step "backbone speed (MinkUNet14A, 150k points, 5 cm)"
-python3 benchmarks/bench_backbone.py --device cuda --repeats 3 --backends torch
+BB=torch  # torchsparse (2.1.0 built by benchmarks/gpu_throughput.sh with TS=1) when it imports here
+python3 -c "import torchsparse" 2>/dev/null && BB=torch,torchsparse
+python3 benchmarks/bench_backbone.py --device cuda --repeats 3 --backends "$BB"
 step "MaskCLIP speed (ViT-B-16, random weights)"
 python3 benchmarks/bench_maskclip.py --device cuda --frames 16 --batch 8 --repeats 2 --sizes 480x640,240x320 --precisions fp32,fp16
 step "learning benchmark: Table 2 rows like for like, 5 cm voxels, 32 rooms, two noise settings"

@@ -19,6 +19,16 @@
 # (drop numpy and friends the GPU machine has). spconv's wheel is 67 MiB, more than one 64 MiB carry:
 # split it (W=$(ls wheels/spconv_cu126-*.whl); split -b 40M "$W" "$W.part-"; rm "$W") and carry the parts in two
 # calls to the same warm machine; this script joins wheels/*.whl.part-* back before installing.
+#
+# torchsparse (issue 24): with TS=1 (the default where nvcc exists or torchsparse imports) the script
+# builds torchsparse 2.1.0 from the vendored tree with FORCE_CUDA=1 (scripts/build_torchsparse.sh;
+# shared/vendor or ../shared/vendor; the wheel is cached in wheels/ and copied to $OUT, so a later call
+# can carry it instead of rebuilding), then runs its dense-convolution and model equivalence tests on
+# the GPU, gradients included (tests/nn/test_conv_dense.py, tests/nn/test_backend_models.py), and times
+# its backbone beside torch. Offline, its build and import needs come from ./wheels: on a machine with
+# PyPI, pip download ninja wheel rootpath backports.cached_property -d wheels. Its CUDA build time has not
+# been measured (16 cores): TS_ONLY=1 runs only the environment and the torchsparse steps, as a call of
+# its own. DEVICE=cpu SMALL=1 rehearses the torchsparse steps against the 1.4.0 CPU build (forward only).
 set -uo pipefail
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -50,6 +60,29 @@ if ! python3 -c "import spconv" 2>/dev/null && [ -d wheels ]; then
   python3 -m pip install -q --no-index --find-links wheels --find-links /tmp/wheels spconv-cu126 || echo "spconv install failed"
 fi
 python3 -c "import spconv; print('spconv', spconv.__version__)" 2>/dev/null || echo "spconv: not installed"
+
+TS=${TS:-$( { command -v nvcc >/dev/null || python3 -c "import torchsparse" 2>/dev/null; } && echo 1 || echo 0)}
+if [ "$TS" = 1 ]; then
+  if [ "$DEVICE" = cuda ]; then
+    step "torchsparse 2.1.0 from the vendored source (FORCE_CUDA=1, MAX_JOBS=$(nproc))"
+    TS_PIP=(); [ -d wheels ] && TS_PIP=(PIP_FIND_LINKS="$PWD/wheels")
+    check env "${TS_PIP[@]}" TS_VERSION=2.1.0 FORCE_CUDA=1 MAX_JOBS="$(nproc)" \
+      bash scripts/build_torchsparse.sh "$(python3 -c 'import sys; print(sys.prefix)')"
+    for whl in wheels/ts-2.1.0-cuda-*/torchsparse-*.whl; do [ -e "$whl" ] && cp "$whl" "$OUT/"; done
+  fi
+  python3 -c "import torchsparse; print('torchsparse', torchsparse.__version__)" || echo "torchsparse: does not import"
+  step "torchsparse on $DEVICE: dense-conv and MinkUNet14A/SPVCNN equivalence to the torch backend (gradients on CUDA)"
+  check bash -c 'python3 -m pytest -q -rs -p no:cacheprovider -m backend -k torchsparse "$@" > "$0" 2>&1; rc=$?; tail -n 12 "$0"; exit $rc' \
+    "$OUT/pytest_torchsparse.log" tests/nn/test_conv_dense.py tests/nn/test_backend_models.py
+  step "backbone (MinkUNet14A, 5 cm), torch and torchsparse"
+  check python3 benchmarks/bench_backbone.py --device "$DEVICE" $BBK --backends torch,torchsparse \
+    --json "$OUT/bench_backbone_torchsparse.json"
+  if [ "${TS_ONLY:-0}" = 1 ]; then
+    step done
+    if [ ${#FAILED[@]} -gt 0 ]; then printf 'failed steps:\n'; printf '  %s\n' "${FAILED[@]}"; exit 1; fi
+    echo "all steps passed"; exit 0
+  fi
+fi
 
 step "equivalence on $DEVICE: spconv vs torch (fp32, fp64), bf16 vs fp32"
 python3 benchmarks/spconv_equivalence.py --device "$DEVICE" $EQ
