@@ -9,8 +9,7 @@ The scene is synthetic and surface-like, as a scan is: the floor, ceiling and fo
 random colours in [-1, 1]. One step is ``PointNetwork(points, feats)`` (voxelisation and kernel
 maps included, as every training step on a new scene pays them) followed by ``backward`` of the sum
 of the 512-wide outputs. All backends share one state dict (eval mode: one function for all) and run
-side by side in one process,
-voxel size by voxel size. Printed (and written to ``--json``): median wall and process-CPU seconds
+side by side in one process, voxel size by voxel size. Printed (and written to ``--json``): median wall and process-CPU seconds
 per step, forward only and forward + backward, per precision (``--precisions fp32,bf16``: bf16
 autocast), the ratio to the ``torch`` backend in fp32 at the same voxel size, and the largest
 difference of the forward output from ``torch``'s. On CPU, spconv is timed forward-only and with one
