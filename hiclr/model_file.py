@@ -91,7 +91,7 @@ def torch_load_reason(exc: Exception, path: Path | None = None) -> str:
     return one_line(f"{type(exc).__name__}: {text}", 200)
 
 
-def torch_load(path: Path, map_location: str = "cpu") -> Any:
+def torch_load(path: Path, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with torch's warnings about the file's pickle
     protocol kept out of the output; a failure is re-raised for the caller to name the file."""
     import warnings

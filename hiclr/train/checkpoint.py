@@ -32,12 +32,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise HiclrError(f"{path}: no checkpoint", "train first (hiclr train ... --out RUN), or drop --resume")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        from hiclr.model_file import torch_load_reason
+    from hiclr.model_file import torch_load, torch_load_reason
 
-        raise HiclrError(f"{path}: unreadable checkpoint ({torch_load_reason(exc)})",
+    try:
+        state = torch_load(path, map_location=map_location)
+    except Exception as exc:
+        raise HiclrError(f"{path}: unreadable checkpoint ({torch_load_reason(exc, path)})",
                          "the file is truncated, corrupt or not a hiclr checkpoint: delete it and retrain") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise HiclrError(f"{path}: not a hiclr checkpoint", f"expected format {FORMAT}")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
 from faultkit import CLASSES, cli, refused, snapshot
+
+from hiclr.errors import HiclrError
 
 
 class NaNNet(torch.nn.Module):
@@ -109,3 +112,21 @@ def test_distill_refuses_a_device_that_is_not_here(tmp_path: Path, store_copy: P
     before = snapshot(run)
     refused(cli("distill", run, "--epochs", "1", "--device", "cuda"), "train.device", "CUDA is not available")
     assert snapshot(run) == before
+
+
+def test_a_pickled_checkpoint_is_one_clear_line(tmp_path) -> None:
+    """A checkpoint that is a raw pickle (or pickled objects) is refused without running it, in one
+    line that says what the file holds and without torch's weights_only advice."""
+    import argparse
+    import pickle
+
+    from hiclr.train.checkpoint import load_checkpoint
+
+    for name, obj in (("raw.pt", {"net": [1, 2, 3]}), ("obj.pt", argparse.Namespace(a=1))):
+        path = tmp_path / name
+        path.write_bytes(pickle.dumps(obj, protocol=4))
+        with pytest.raises(HiclrError) as err:
+            load_checkpoint(path)
+        text = str(err.value)
+        assert str(path) in text and "weights_only" not in text and "\n" not in text and len(text) < 400, text
+        assert "plain Python pickle" in text  # what the file holds, read from its first bytes
