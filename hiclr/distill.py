@@ -116,15 +116,17 @@ def export_model(run: Path, out: Path, checkpoint: str = "last") -> tuple[Path, 
     arch = {"arch": cfg.arch, "in_channels": cfg.in_channels, "out_channels": int(text.shape[1]),
             "voxel_size": cfg.voxel_size, "backend": "auto"}
     anchors = info.get("anchors", {})
-    model = ModelFile(weights=state["net"], arch=arch, classes=list(info["classes"]), text=text, input=cfg.input,
+    weights = state.get("net_ema", state["net"])  # train.ema: the moving average is the trained model
+    model = ModelFile(weights=weights, arch=arch, classes=list(info["classes"]), text=text, input=cfg.input,
                       clip_model=anchors.get("clip_model"), clip_weights=anchors.get("clip_weights"),
                       anchors=anchors.get("source", "clip"),
                       extra={"run": str(run.resolve()), "checkpoint": checkpoint, "epoch": int(state["epoch"]),
+                             "weights": "ema" if "net_ema" in state else "net",
                              "stages": cfg.stages, "clip_weights_id": anchors.get("clip_weights_id"),
                              "data": info.get("data")})
     where = f"{path} with {run / 'config.yaml'}"
     hint = ("the run's config.yaml (arch, input, voxel size) does not describe this checkpoint: restore the settings "
-            "it was trained with, or retrain" if not _diverged(state["net"]) else
+            "it was trained with, or retrain" if not _diverged(weights) else
             "the run diverged: retrain with a lower train.lr (or check the pseudo-labels)")
     return save_model(out, model, source=where, hint=hint), path, int(state["epoch"])
 

@@ -30,7 +30,7 @@ class TrainConfig:
     # numeric ranges checked when a recipe or --set is read (hiclr.config.from_dict); the rest are ≥ 0
     RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "voxel_size": (1e-3, 10.0), "lr": (1e-9, 10.0), "momentum": (0.0, 1.0), "transformer_lr": (0.0, 1.0),
-        "temperature": (1e-4, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5),
+        "temperature": (1e-4, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5), "ema": (0.0, 0.9999),
         "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None), "transformer_heads": (1, None),
         "samples": (1, None), "batch_size": (1, None), "epochs": (1, None)}
 
@@ -66,6 +66,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # 3D network: sgd (the paper: lr 0.2, momentum 0.9) | adamw (lr ~1e-3; converges in fewer steps)
     lr: float = 0.2  # 3D network
     momentum: float = 0.9
+    ema: float = 0.0  # decay of a moving average of the 3D network's weights, validated and exported (0 = off; hiclr/train/ema.py)
     warmup: float = 0.0  # share of the run's steps with a linear learning-rate warm-up before the cosine decay
     weight_decay: float = 1e-4
     transformer_lr: float = 2e-4  # AdamW, transformers

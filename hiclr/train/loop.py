@@ -42,6 +42,7 @@ from hiclr.train.anchors import class_anchors
 from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, scene_loader
+from hiclr.train.ema import WeightAverage
 from hiclr.train.model import HiclModel, build_network, combine_terms, cpu_native_bf16, network_supports_amp, use_amp
 from hiclr.train.schedule import active_terms, switch_steps, warmup_cosine_lr
 
@@ -225,6 +226,7 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
     model = HiclModel(build_network(cfg, out_channels=text.shape[1]), text, cfg,
                       torch.from_numpy(weights) if weights is not None else None).to(device)
     opt_net, opt_tr = build_optimizers(model, cfg, device)
+    ema = WeightAverage(model.net, cfg.ema) if cfg.ema > 0 else None
 
     start, step, best, best_epoch, log_rows = 0, 0, None, None, []
     ckpt_dir = run / "ckpt"
@@ -235,6 +237,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
             raise HiclrError(f"{data}: the class anchors differ from those the run in {run} was trained with",
                              "resume against the same store and text-embedding cache, or train into a new --out")
         model.net.load_state_dict(state["net"])
+        if ema is not None:
+            ema.net.load_state_dict(state.get("net_ema", state["net"]))
         for name in ("intra", "inter"):
             if getattr(model, name) is not None and name in state:
                 getattr(model, name).load_state_dict(state[name])
@@ -334,6 +338,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
             opt_net.step()
             if opt_tr is not None:
                 opt_tr.step()
+            if ema is not None:
+                ema.update(model.net, step)
             step += 1
             sums[0] += float(loss.detach())
             counts[0] += 1
@@ -356,7 +362,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
         if rank == 0:
             miou = None
             if val_ids and (epoch % max(cfg.val_every, 1) == 0 or epoch == cfg.epochs):
-                scores = validate(model.net, model.text, store, val_ids, cfg, device, seen_masks)
+                scores = validate(ema.net if ema is not None else model.net, model.text, store, val_ids, cfg, device,
+                                  seen_masks)
                 miou = scores["all"]
                 row["val_miou"] = f"{miou:.6f}"
                 last["val_miou"] = miou
@@ -366,6 +373,8 @@ def _train(data: Path | str, out: Path | str, cfg: TrainConfig, resume: bool, pr
                 val_rows.append({"epoch": epoch, "step": step, "train_seconds": round(train_seconds, 2), **scores})
                 atomic_write_text(run / "val.jsonl", "".join(json.dumps(r) + "\n" for r in val_rows))
             state = _state(model, opt_net, opt_tr, epoch, step, best, best_epoch)
+            if ema is not None:
+                state["net_ema"] = ema.net.state_dict()
             if miou is not None and (best is None or miou > best):
                 best, best_epoch = miou, epoch
                 state.update(best=best, best_epoch=best_epoch)
