@@ -1,6 +1,6 @@
 """The learning benchmark: does the 3D student end up better than the 2D labels it learned from?
 
-    python benchmarks/learning.py [--work DIR] [--rooms 16] [--noise 0.5] [--systematic 0,0.3]
+    python benchmarks/learning.py [--work DIR] [--rooms N] [--noise 0.5] [--systematic 0,0.3]
                                   [--rows I,II,III,IV,V] [--logits cosine] [--logit-rows V] [--set train.k=v]
 
 On synthetic rooms labelled by the oracle (noisy ground truth, no CLIP), it trains Table 2's rows
@@ -285,8 +285,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="benchmarks/_learning", help="Working folder (stores, runs, results).")
     ap.add_argument("--recipe", default=RECIPE, help="Recipe whose synthetic/pseudolabel/.../train sections are used.")
-    ap.add_argument("--rooms", type=int, default=16)
-    ap.add_argument("--val-rooms", type=int, default=4)
+    ap.add_argument("--rooms", type=int, default=0, help="Rooms in all (default: the recipe's synthetic.scenes).")
+    ap.add_argument("--val-rooms", type=int, default=0, help="Val rooms (default: the recipe's, from val_fraction).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise", type=float, default=0.5, help="Per-view oracle noise.")
     ap.add_argument("--systematic", default="0,0.3", help="Comma list: one benchmark per systematic-confusion rate.")
@@ -302,10 +302,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.curve and args.rows == "I,II,III,IV,V":
         args.rows = "II,V"
+    from hiclr.config import SyntheticConfig, load_section
+    from hiclr.datasets.synthetic import splits_for
+
+    syn = load_section(SyntheticConfig, "synthetic", args.recipe)
+    args.rooms = args.rooms or syn.scenes
+    args.val_rooms = args.val_rooms or len(splits_for(dataclasses.replace(syn, scenes=args.rooms))["val"])
 
     import torch
 
-    from hiclr.config import load_section
     from hiclr.store import Store
     from hiclr.train.config import TABLE2, TrainConfig
     from hiclr.train.loop import train

@@ -177,12 +177,14 @@ def in_process_load_seconds(dataset: TrainScenes, n: int = 3) -> float:
     return statistics.median(times)
 
 
-def train_config(args: argparse.Namespace, backend: str, precision: str, device: torch.device) -> TrainConfig:
+def train_config(args: argparse.Namespace, backend: str, precision: str, device: torch.device,
+                 now: bool = True) -> TrainConfig:
     """The benchmark's TrainConfig: ``--recipe``'s train section (the demo's: ``recipes/synthetic.yaml``)
-    or the ScanNet defaults with ``--arch``/``--samples``; backend, precision, workers and batch from the flags."""
+    or the ScanNet defaults with ``--arch``/``--samples``; backend, precision, workers and batch from the flags.
+    ``now``: apply ``--now-set`` too (the recipe changes of this release; the previous release's step omits them)."""
     amp = precision == "bf16"
     if args.recipe:
-        cfg = load_section(TrainConfig, "train", args.recipe, args.set)
+        cfg = load_section(TrainConfig, "train", args.recipe, args.set + (args.now_set if now else []))
         return dataclasses.replace(cfg, backend=backend, workers=args.workers, device=str(device), amp=amp, val_split="",
                                    batch_size=args.batch_size or cfg.batch_size)
     return TrainConfig(arch=args.arch, backend=backend, batch_size=args.batch_size, workers=args.workers,
@@ -195,7 +197,7 @@ def run_config(store: Store, args: argparse.Namespace, backend: str, precision: 
 
     ``ce``: ``rows`` is hiclr now (L_ce over (row, class) counts, fused optimiser updates), ``pairs``
     the previous release (L_ce pair by pair: a (P, C) gather and log-softmax; unfused optimisers)."""
-    cfg = train_config(args, backend, precision, device)
+    cfg = train_config(args, backend, precision, device, now=ce == "rows")
     ids = store.scene_ids("train")
     dataset = TrainScenes(store, ids, cfg)
     sampler = EpochBatches(len(ids), cfg.seed)
@@ -299,6 +301,9 @@ def main() -> None:
     ap.add_argument("--ce", default="rows", help="comma list: rows (now: L_ce over row counts, fused optimisers), "
                     "pairs (the previous release: L_ce per pair, unfused optimisers)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the configurations this many times, in turn")
+    ap.add_argument("--now-set", action="append", default=[],
+                    help="train.KEY=VALUE applied to the 'rows' (this release) configurations only: a recipe change "
+                    "of this release, timed against the previous release's step ('pairs') in the same process")
     args = ap.parse_args()
     device = device_arg(args.device)
     cuda = device.type == "cuda"

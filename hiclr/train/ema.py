@@ -37,7 +37,7 @@ class WeightAverage:
         avg = dict(self.net.state_dict(keep_vars=True))
         cur = net.state_dict(keep_vars=True)
         floats_avg = [avg[k] for k, v in cur.items() if v.is_floating_point()]
-        floats_cur = [cur[k].detach() for k, v in cur.items() if v.is_floating_point()]
+        floats_cur = [v.detach() for k, v in cur.items() if v.is_floating_point()]
         torch._foreach_lerp_(floats_avg, floats_cur, 1.0 - d)
         for k, v in cur.items():
             if not v.is_floating_point():

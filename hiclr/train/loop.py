@@ -43,7 +43,14 @@ from hiclr.train.checkpoint import load_checkpoint, save_checkpoint
 from hiclr.train.config import TrainConfig
 from hiclr.train.data import EpochBatches, TrainScenes, scene_loader
 from hiclr.train.ema import WeightAverage
-from hiclr.train.model import HiclModel, build_network, combine_terms, cpu_native_bf16, network_supports_amp, use_amp
+from hiclr.train.model import (
+    HiclModel,
+    build_network,
+    combine_terms,
+    cpu_native_bf16,
+    network_supports_amp,
+    use_amp,
+)
 from hiclr.train.schedule import active_terms, switch_steps, warmup_cosine_lr
 
 TERMS = ("ce", "intra", "inter", "kl")
