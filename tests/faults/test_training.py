@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from faultkit import CLASSES, cli, refused, snapshot
 
 from hiclr.errors import HiclrError

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import hiclr.train.loop as loop
 import hiclr.train.model as model_module
+from hiclr.train import loop
 from hiclr.train.config import TrainConfig
 from hiclr.train.loop import train
 from hiclr.train.model import cpu_native_bf16, use_amp
