@@ -239,9 +239,15 @@ def curve_main(args: argparse.Namespace, base_cfg: Any, work: Path) -> None:
         run = data.parent / f"curve-sys{systematic:g}-{row}"
         cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], device=args.device)
         done = (run / "ckpt" / "last.pt").is_file()
-        t0 = time.time()
-        res = train(data, run, cfg, resume=done and not _finished(run, cfg))
-        print(f"EXP {row}: {res.epochs_done} epochs ({'already done' if res.skipped else f'{time.time() - t0:.0f} s'})", flush=True)
+        if args.report_only:
+            if not (run / "val.jsonl").is_file():
+                continue
+            print(f"EXP {row}: reporting what {run} has so far (not training)")
+        else:
+            t0 = time.time()
+            res = train(data, run, cfg, resume=done and not _finished(run, cfg))
+            print(f"EXP {row}: {res.epochs_done} epochs ({'already done' if res.skipped else f'{time.time() - t0:.0f} s'})",
+                  flush=True)
         for line in (run / "val.jsonl").read_text().splitlines():
             rec = json.loads(line)
             points.append({"row": row, "epoch": rec["epoch"], "step": rec["step"], "train_seconds": rec["train_seconds"],
@@ -260,6 +266,8 @@ def curve_main(args: argparse.Namespace, base_cfg: Any, work: Path) -> None:
           f"{teacher['refined']['all']:.1f} / {teacher['refined']['seen']:.1f} (all / seen)")
     for row in args.rows.split(","):
         pts = [p for p in points if p["row"] == row]
+        if not pts:
+            continue
         ttt = time_to_teacher(pts, teacher)
         best = max(pts, key=lambda p: p["all"])
         summary["rows"][row] = {"time_to_teacher": ttt, "last": pts[-1], "best_all": best}
@@ -299,6 +307,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="train.KEY=VALUE (repeatable)")
     ap.add_argument("--curve", action="store_true",
                     help="The budget curve: --rows (default II,V) validated along one long run each; time to teacher.")
+    ap.add_argument("--report-only", action="store_true",
+                    help="With --curve: write curve.csv/png/json from what the runs have so far, without training.")
     args = ap.parse_args()
     if args.curve and args.rows == "I,II,III,IV,V":
         args.rows = "II,V"
