@@ -1,5 +1,13 @@
+"""Fixtures of the network tests. Helpers shared by the backend tests live in ``sparse_backends.py``
+beside this file (importable from the test modules, as ``faultkit`` is in tests/faults)."""
+
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True)

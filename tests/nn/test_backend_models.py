@@ -13,28 +13,11 @@ import importlib.util
 
 import pytest
 import torch
+from sparse_backends import PACKAGES, backend_device, grads_unsupported
 
 from hiclr.nn import PointNetwork
 
-PACKAGES = {"minkowski": "MinkowskiEngine", "spconv": "spconv", "torchsparse": "torchsparse"}
 TOL = {"atol": 2e-4, "rtol": 1e-3}
-
-
-def _device(backend: str) -> torch.device:
-    """torchsparse on the GPU when there is one (2.x has no CPU convolution); everything else on CPU."""
-    return torch.device("cuda" if backend == "torchsparse" and torch.cuda.is_available() else "cpu")
-
-
-def grads_unsupported(backend: str) -> str | None:
-    """Why a backend's gradients cannot be checked here, or None (as in test_conv_dense.py)."""
-    if backend == "spconv" and not torch.cuda.is_available():
-        return "spconv 2.x's CPU backward asks for a CUDA stream: it fails on a machine without CUDA"
-    if backend == "torchsparse" and _device(backend).type == "cpu":
-        return (
-            "torchsparse 1.4.0's CPU backward raises NotImplementedError (torchsparse/nn/functional/conv.py); "
-            "its gradients are checked on a GPU (benchmarks/gpu_throughput.sh)"
-        )
-    return None
 
 
 def _scene():
@@ -56,7 +39,7 @@ def _pair(backend: str, arch: str):
     ref = PointNetwork(arch=arch, out_channels=16, voxel_size=0.1, backend="torch")
     other = PointNetwork.from_config({**ref.arch_config(), "backend": backend})
     other.load_state_dict(ref.state_dict())
-    dev = _device(backend)
+    dev = backend_device(backend)
     ref.to(dev).eval(), other.to(dev).eval()
     pts, feats = _scene()
     return ref, other, [p.to(dev) for p in pts], [f.to(dev) for f in feats]

@@ -15,13 +15,13 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
+from sparse_backends import PACKAGES, backend_device, grads_unsupported
 
 from hiclr.nn.sparse import SparseTensor, as_dense_weight, conv3d
 from hiclr.nn.sparse import coords as C
 from hiclr.nn.sparse.backends import torch_backend
 
 G = 8  # grid edge (stride-1 voxels)
-PACKAGES = {"minkowski": "MinkowskiEngine", "spconv": "spconv", "torchsparse": "torchsparse"}
 BACKENDS = ["torch", "torch-table", "torch-fused"] + [pytest.param(b, marks=pytest.mark.backend) for b in PACKAGES]
 
 
@@ -43,23 +43,6 @@ def backend(request):
     torch.set_num_threads(threads)
 
 
-def _device(backend: str) -> torch.device:
-    """torchsparse on the GPU when there is one (2.x has no CPU convolution); everything else on CPU."""
-    return torch.device("cuda" if backend == "torchsparse" and torch.cuda.is_available() else "cpu")
-
-
-def grads_unsupported(backend: str) -> str | None:
-    """Why a backend's gradients cannot be checked here, or None when they can."""
-    if backend == "spconv" and not torch.cuda.is_available():
-        return "spconv 2.x's CPU backward asks for a CUDA stream: it fails on a machine without CUDA"
-    if backend == "torchsparse" and _device(backend).type == "cpu":
-        return (
-            "torchsparse 1.4.0's CPU backward raises NotImplementedError (torchsparse/nn/functional/conv.py); "
-            "its gradients are checked on a GPU (benchmarks/gpu_throughput.sh)"
-        )
-    return None
-
-
 def _dtype(backend: str) -> torch.dtype:
     return torch.float64 if backend == "torch" else torch.float32
 
@@ -74,12 +57,12 @@ def random_tensor(backend: str, channels: int = 3, seed: int = 0, density: float
     occupied = torch.rand(2, G, G, G, generator=g) < density
     coords = occupied.nonzero().to(torch.int32)  # (N, 4) [b, x, y, z]
     feats = torch.randn(coords.shape[0], channels, generator=g, dtype=_dtype(backend))
-    dev = _device(backend)
+    dev = backend_device(backend)
     return SparseTensor.from_coords(coords.to(dev), feats.to(dev).requires_grad_(True), backend=backend)
 
 
 def _randn(backend: str, *shape: int, requires_grad: bool = False) -> torch.Tensor:
-    return torch.randn(*shape, dtype=_dtype(backend), device=_device(backend), requires_grad=requires_grad)
+    return torch.randn(*shape, dtype=_dtype(backend), device=backend_device(backend), requires_grad=requires_grad)
 
 
 def densify(x: SparseTensor, feats: torch.Tensor, edge: int) -> torch.Tensor:
