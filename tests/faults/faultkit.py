@@ -73,18 +73,23 @@ def scan_mesh(offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_ply(path: Path, xyz: np.ndarray, faces: np.ndarray | None = None, colour: bool = True,
-              double: bool = False, count: str | None = None) -> None:
-    """A binary PLY as ScanNet (or a georeferenced tool, ``double``) writes it."""
+              double: bool = False, count: str | None = None, rgb: np.ndarray | None = None,
+              colour_type: str = "uchar") -> None:
+    """A binary PLY as ScanNet (or a georeferenced tool, ``double``) writes it. Colours: ``rgb`` (N, 3)
+    as PLY type ``colour_type`` (uchar, ushort, float, double, short), else a uchar pattern."""
     f = "<f8" if double else "<f4"
-    dt = [("x", f), ("y", f), ("z", f)] + ([("red", "u1"), ("green", "u1"), ("blue", "u1")] if colour else [])
+    code = {"uchar": "u1", "ushort": "<u2", "float": "<f4", "double": "<f8", "short": "<i2"}[colour_type]
+    dt = [("x", f), ("y", f), ("z", f)] + ([("red", code), ("green", code), ("blue", code)] if colour else [])
     v = np.zeros(len(xyz), dt)
     v["x"], v["y"], v["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    if colour:
+    if colour and rgb is not None:
+        v["red"], v["green"], v["blue"] = rgb.T
+    elif colour:
         v["red"], v["green"], v["blue"] = np.arange(len(xyz)) % 256, 120, 60
     t = "double" if double else "float"
     head = (f"ply\nformat binary_little_endian 1.0\nelement vertex {count or len(xyz)}\n"
             f"property {t} x\nproperty {t} y\nproperty {t} z\n"
-            + ("property uchar red\nproperty uchar green\nproperty uchar blue\n" if colour else ""))
+            + (f"property {colour_type} red\nproperty {colour_type} green\nproperty {colour_type} blue\n" if colour else ""))
     body = v.tobytes()
     if faces is not None:
         head += f"element face {len(faces)}\nproperty list uchar int vertex_indices\n"

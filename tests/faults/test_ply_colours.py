@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faultkit import cli, prepare_args, refused, scan
+from faultkit import cli, prepare_args, refused, scan, write_ply
 
 RNG = np.random.default_rng(3)
 XYZ = RNG.uniform(0, 2, (60, 3))
@@ -16,19 +16,7 @@ RGB8 = RNG.integers(0, 256, (60, 3)).astype(np.uint8)
 
 def coloured_ply(path: Path, rgb: np.ndarray, kind: str, xyz: np.ndarray = XYZ, faces: np.ndarray | None = None) -> Path:
     """A binary PLY whose red/green/blue are PLY type ``kind`` (uchar, ushort, float, double, short)."""
-    code = {"uchar": "u1", "ushort": "<u2", "float": "<f4", "double": "<f8", "short": "<i2"}[kind]
-    v = np.zeros(len(xyz), [("x", "<f8"), ("y", "<f8"), ("z", "<f8"), ("red", code), ("green", code), ("blue", code)])
-    v["x"], v["y"], v["z"] = xyz.T
-    v["red"], v["green"], v["blue"] = rgb.T
-    head = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(xyz)}\nproperty double x\nproperty double y\n"
-            f"property double z\nproperty {kind} red\nproperty {kind} green\nproperty {kind} blue\n")
-    body = v.tobytes()
-    if faces is not None:
-        head += f"element face {len(faces)}\nproperty list uchar int vertex_indices\n"
-        fr = np.zeros(len(faces), [("n", "u1"), ("i", "<i4", (3,))])
-        fr["n"], fr["i"] = 3, faces
-        body += fr.tobytes()
-    path.write_bytes((head + "end_header\n").encode() + body)
+    write_ply(path, xyz, faces, double=True, rgb=rgb, colour_type=kind)
     return path
 
 
