@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 RECIPE = "recipes/synthetic.yaml"
 
 
@@ -150,11 +152,14 @@ def plot(curves: list[dict[str, Any]], path: Path) -> Path | None:
     except ImportError:
         print("matplotlib is not installed: no curves.png (pip install matplotlib)")
         return None
-    keys = sorted({(c["setting"], c["row"], c["logits"]) for c in curves})
+    def key_of(c: dict[str, Any]) -> tuple[str, ...]:
+        return (c["setting"], c["row"], c["logits"], c.get("tag", ""), str(c.get("seed", "")))
+
+    keys = sorted({key_of(c) for c in curves})
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for key in keys:
-        pts = [c for c in curves if (c["setting"], c["row"], c["logits"]) == key]
-        label = f"{key[0]} EXP {key[1]} {key[2]}"
+        pts = [c for c in curves if key_of(c) == key]
+        label = f"{key[0]} EXP {key[1]} {key[2]} {key[3]} seed {key[4]}"
         val = [(int(c["epoch"]), float(c["val_miou"]) * 100) for c in pts if c.get("val_miou")]
         if val:
             axes[0].plot(*zip(*val), marker="o", ms=3, label=label)
@@ -295,7 +300,9 @@ def main() -> None:
     ap.add_argument("--recipe", default=RECIPE, help="Recipe whose synthetic/pseudolabel/.../train sections are used.")
     ap.add_argument("--rooms", type=int, default=0, help="Rooms in all (default: the recipe's synthetic.scenes).")
     ap.add_argument("--val-rooms", type=int, default=0, help="Val rooms (default: the recipe's, from val_fraction).")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="Seed of the rooms and their pseudo-labels (the store).")
+    ap.add_argument("--seeds", default="", help="Comma list of training seeds, one run each (default: the recipe's).")
+    ap.add_argument("--tag", default="", help="Name of this variant (default: its --set overrides); part of the run's folder.")
     ap.add_argument("--noise", type=float, default=0.5, help="Per-view oracle noise.")
     ap.add_argument("--systematic", default="0,0.3", help="Comma list: one benchmark per systematic-confusion rate.")
     ap.add_argument("--rows", default="I,II,III,IV,V")
@@ -308,7 +315,7 @@ def main() -> None:
     ap.add_argument("--curve", action="store_true",
                     help="The budget curve: --rows (default II,V) validated along one long run each; time to teacher.")
     ap.add_argument("--report-only", action="store_true",
-                    help="With --curve: write curve.csv/png/json from what the runs have so far, without training.")
+                    help="Write the tables and figures from the runs finished so far, without training.")
     args = ap.parse_args()
     if args.curve and args.rows == "I,II,III,IV,V":
         args.rows = "II,V"
@@ -331,69 +338,226 @@ def main() -> None:
     if args.curve:
         curve_main(args, base_cfg, work)
         return
-    results_path = work / "results.json"
-    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    curves: list[dict[str, Any]] = []
+    if args.report_only:
+        report(work, args)
+        return
     forms = [f.strip() for f in args.logits.split(",") if f.strip()]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [base_cfg.seed]
     settings = [float(s) for s in args.systematic.split(",")]
-    t_all = time.time()
+    tag = args.tag or variant_tag(args.overrides)
+    jobs: list[tuple[float, str, str, int]] = []
     for si, systematic in enumerate(settings):
-        setting = f"noise {args.noise:g}" + (f" + systematic {systematic:g}" if systematic else " (per-view only)")
+        rows = [(row, "cosine" if "cosine" in forms else forms[0]) for row in args.rows.split(",")]
+        if si == 0:
+            rows += [(row, f) for f in forms for row in args.logit_rows.split(",") if row and (row, f) not in rows]
+        jobs += [(systematic, row, form, seed) for row, form in rows for seed in seeds]
+    t_all = time.time()
+    for k, (systematic, row, form, seed) in enumerate(jobs):
         data = build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
                            systematic, args.seed, args.recipe)
-        store = Store.open(data)
         if args.prepare_only:
             continue
-        jobs = [(row, "cosine" if "cosine" in forms else forms[0]) for row in args.rows.split(",")]
-        if si == 0:
-            jobs += [(row, f) for f in forms for row in args.logit_rows.split(",") if (row, f) not in jobs]
-        for row, form in jobs:
-            key = f"{setting} | EXP {row} | {form}"
-            run = data.parent / f"run-sys{systematic:g}-{row}-{form}"
-            cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], logits=form, device=args.device)
-            if form == "inner" and cfg.grad_clip == 0:
-                cfg = dataclasses.replace(cfg, grad_clip=1.0)  # the raw inner product diverges at lr 0.2 without it
-            if key not in results:
-                torch.manual_seed(cfg.seed)
-                t0 = time.time()
-                resume = (run / "ckpt" / "last.pt").is_file()
-                if not resume:
-                    shutil.rmtree(run, ignore_errors=True)
-                res = train(data, run, cfg, resume=resume)
-                steps = res.epochs_done * -(-len(store.scene_ids("train")) // cfg.batch_size)
-                results[key] = {"setting": setting, "row": row, "logits": form, "stages": cfg.stages, "steps": steps,
-                                "seconds": round(time.time() - t0, 1), **score_row(store, run, args.device),
-                                "attention": attention_probe(store, run, cfg, args.device)}
-                results_path.write_text(json.dumps(results, indent=1))
-            r = results[key]
-            print(f"{key}: model {r['model']['all']:.1f} / {r['model']['seen']:.1f}  pseudo {r['pseudo']['all']:.1f} / "
-                  f"{r['pseudo']['seen']:.1f}  refined {r['refined']['all']:.1f} / {r['refined']['seen']:.1f}"
-                  f"  ({r['steps']} steps, {r['seconds']:.0f} s)"
-                  + (f"  attention on same label {100 * r['attention']['same_label']:.0f} % (uniform "
-                     f"{100 * r['attention']['chance']:.0f} %)" if r.get("attention") else ""), flush=True)
-            curves += [{"setting": setting, "row": row, "logits": form, **c} for c in read_curves(run)]
-
+        store = Store.open(data)
+        run = data.parent / run_name(systematic, row, form, seed, tag)
+        cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], logits=form, device=args.device, seed=seed)
+        if form == "inner" and cfg.grad_clip == 0:
+            cfg = dataclasses.replace(cfg, grad_clip=1.0)  # the raw inner product diverges at lr 0.2 without it
+        steps_per_epoch = -(-len(store.scene_ids("train")) // cfg.batch_size)
+        print(remaining_cost(work, jobs[k:], cfg.epochs * steps_per_epoch, tag), flush=True)
+        if not (run / "result.json").is_file():
+            torch.manual_seed(cfg.seed)
+            t0 = time.time()
+            resume = (run / "ckpt" / "last.pt").is_file()
+            if not resume:
+                shutil.rmtree(run, ignore_errors=True)
+            res = train(data, run, cfg, resume=resume)
+            setting = f"noise {args.noise:g}" + (f" + systematic {systematic:g}" if systematic else " (per-view only)")
+            result = {"setting": setting, "row": row, "logits": form, "tag": tag, "overrides": args.overrides,
+                      "seed": seed, "stages": cfg.stages, "steps": res.epochs_done * steps_per_epoch,
+                      "seconds": round(time.time() - t0, 1), "train_seconds": train_seconds(run),
+                      **score_row(store, run, args.device), "attention": attention_probe(store, run, cfg, args.device)}
+            write_json(run / "result.json", result)
+        r = json.loads((run / "result.json").read_text())
+        print(f"{r['setting']} | EXP {row} | {form} | seed {seed}{' | ' + tag if tag else ''}: model "
+              f"{r['model']['all']:.1f} / {r['model']['seen']:.1f}  pseudo {r['pseudo']['all']:.1f} / "
+              f"{r['pseudo']['seen']:.1f}  refined {r['refined']['all']:.1f} / {r['refined']['seen']:.1f}"
+              f"  ({r['steps']} steps, {r['seconds']:.0f} s)"
+              + (f"  attention on same label {100 * r['attention']['same_label']:.0f} % (uniform "
+                 f"{100 * r['attention']['chance']:.0f} %)" if r.get("attention") else ""), flush=True)
     if args.prepare_only:
         print(f"stores ready under {work}")
         return
-    cols = sorted({k for c in curves for k in c})
-    with open(work / "curves.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(curves)
-    plot(curves, work / "curves.png")
-    header = ("| setting | EXP | logits | model all | model seen | pseudo all | pseudo seen | refined all | refined seen "
-              "| steps | s |")
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results.values():
-        lines.append(f"| {r['setting']} | {r['row']} | {r['logits']} | {r['model']['all']:.1f} | {r['model']['seen']:.1f} "
-                     f"| {r['pseudo']['all']:.1f} | {r['pseudo']['seen']:.1f} | {r['refined']['all']:.1f} "
-                     f"| {r['refined']['seen']:.1f} | {r['steps']} | {r['seconds']:.0f} |")
-    cov = next(iter(results.values()))["coverage"] if results else None
+    print(f"{time.time() - t_all:.0f} s this call")
+    report(work, args)
+
+
+BUDGET_KEYS = ("epochs", "val_every", "workers", "device")  # --set keys that set the budget, not a variant
+
+
+def variant_tag(overrides: list[str]) -> str:
+    """The variant's name from its --set overrides, leaving out the budget's keys (every row shares them)."""
+    keys = [o.removeprefix("train.") for o in overrides]
+    return "+".join(k for k in keys if k.split("=")[0] not in BUDGET_KEYS)
+
+
+def run_name(systematic: float, row: str, form: str, seed: int, tag: str) -> str:
+    """A run's folder: the seed and the variant tag (its --set overrides) are part of its name."""
+    safe = "".join(c if c.isalnum() or c in "._=+-" else "_" for c in tag)
+    return f"run-sys{systematic:g}-{row}-{form}-seed{seed}" + (f"-{safe}" if safe else "")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def train_seconds(run: Path) -> float | None:
+    """Training seconds (validation excluded) of the run's last validation, from ``val.jsonl``."""
+    lines = (run / "val.jsonl").read_text().splitlines() if (run / "val.jsonl").is_file() else []
+    return float(json.loads(lines[-1])["train_seconds"]) if lines else None
+
+
+def remaining_cost(work: Path, jobs: list[tuple[float, str, str, int]], steps: int, tag: str) -> str:
+    """What is left of this call: jobs, optimiser steps and, from this folder's finished runs of the
+    same row, seconds (runs already finished or resumed count as what they have left)."""
+    per_step: dict[str, list[float]] = {}
+    for f in work.glob("run-*/result.json"):
+        r = json.loads(f.read_text())
+        if r.get("steps"):
+            per_step.setdefault(r["row"], []).append(r["seconds"] / r["steps"])
+    left, secs, unknown = 0, 0.0, 0
+    for systematic, row, form, seed in jobs:
+        run = work / run_name(systematic, row, form, seed, tag)
+        if (run / "result.json").is_file():
+            continue
+        left += steps
+        if per_step.get(row):
+            secs += steps * float(sorted(per_step[row])[len(per_step[row]) // 2])
+        else:
+            unknown += 1
+    est = f", ~{secs / 60:.0f} min" + (f" + {unknown} job(s) of unmeasured rows" if unknown else "") if left else ""
+    return f"[learning] {len(jobs)} job(s) left in this call: {left} optimiser steps to train{est}"
+
+
+def report(work: Path, args: argparse.Namespace) -> None:
+    """results.json, table.md (mean and spread over seeds), table2.png, attention.png and curves.csv/png
+    from every finished run under ``work`` (runs of other calls and processes included)."""
+    results = [json.loads(f.read_text()) for f in sorted(work.glob("run-*/result.json"))]
+    write_json(work / "results.json", results)
+    curves: list[dict[str, Any]] = []
+    for f in sorted(work.glob("run-*/result.json")):
+        r = json.loads(f.read_text())
+        curves += [{"setting": r["setting"], "row": r["row"], "logits": r["logits"], "tag": r.get("tag", ""),
+                    "seed": r.get("seed", 0), **c} for c in read_curves(f.parent)]
+    if curves:
+        cols = list(dict.fromkeys(k for c in curves for k in c))
+        with open(work / "curves.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(curves)
+        plot(curves, work / "curves.png")
+    groups = group_results(results)
+    lines = [("| setting | EXP | variant | seeds | model all | model seen | pseudo all / seen | refined all / seen "
+             "| attention same-label (uniform) | steps |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        att = [r["attention"] for r in g["runs"] if r.get("attention")]
+        att_s = (f"{100 * np.mean([a['same_label'] for a in att]):.1f} % ({100 * np.mean([a['chance'] for a in att]):.1f} %)"
+                 if att else "–")
+        r0 = g["runs"][0]
+        lines.append(f"| {g['setting']} | {g['row']} | {g['variant']} | {g['seeds']} | {fmt(g['all'])} | {fmt(g['seen'])} "
+                     f"| {r0['pseudo']['all']:.1f} / {r0['pseudo']['seen']:.1f} | {r0['refined']['all']:.1f} / "
+                     f"{r0['refined']['seen']:.1f} | {att_s} | {r0['steps']} |")
+    cov = results[0]["coverage"] if results else 0.0
     lines.append(f"\nval mIoU %, {args.val_rooms} val rooms of {args.rooms}; all = every labelled point (unlabelled = "
-                 f"miss), seen = the {100 * (cov or 0):.1f} % seen by a view; {time.time() - t_all:.0f} s this call")
+                 f"miss), seen = the {100 * (cov or 0):.1f} % seen by a view; mean ± half the range over the seeds "
+                 f"(training seeds on one store: same rooms, same pseudo-labels)")
     (work / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot_table2(groups, work / "table2.png")
+    plot_attention(groups, work / "attention.png")
+
+
+def fmt(v: list[float]) -> str:
+    return f"{np.mean(v):.1f}" + (f" ± {(max(v) - min(v)) / 2:.1f}" if len(v) > 1 else "")
+
+
+def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs grouped by (setting, row, logit form, variant), in Table 2's order; all/seen lists over seeds."""
+    order = ("I", "II", "III", "IV", "V")
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in results:
+        variant = r["logits"] + (f" {r['tag']}" if r.get("tag") else "")
+        g = out.setdefault((r["setting"], r["row"], variant), {"setting": r["setting"], "row": r["row"], "variant": variant,
+                                                               "runs": [], "all": [], "seen": [], "seeds": ""})
+        g["runs"].append(r)
+        g["all"].append(r["model"]["all"])
+        g["seen"].append(r["model"]["seen"])
+        g["seeds"] = ",".join(str(x["seed"]) for x in g["runs"])
+    return sorted(out.values(), key=lambda g: (g["setting"], g["variant"] != "cosine", g["variant"], order.index(g["row"])))
+
+
+def plot_table2(groups: list[dict[str, Any]], path: Path) -> Path | None:
+    """Table 2 as bars: per setting, the model's mIoU per row (seeds as dots), the teacher as lines."""
+    plt = _pyplot()
+    main = [g for g in groups if g["variant"] == "cosine"]
+    settings = list(dict.fromkeys(g["setting"] for g in main))
+    if plt is None or not main:
+        return None
+    fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.8 * len(settings)), squeeze=False)
+    for i, setting in enumerate(settings):
+        gs = [g for g in main if g["setting"] == setting]
+        for j, metric in enumerate(("all", "seen")):
+            ax = axes[i][j]
+            ax.bar(range(len(gs)), [np.mean(g[metric]) for g in gs], color="tab:blue", alpha=0.6)
+            for x, g in enumerate(gs):
+                ax.plot([x] * len(g[metric]), g[metric], "k.", ms=6)
+            r0 = gs[0]["runs"][0]
+            for src, style in (("pseudo", ":"), ("refined", "--")):
+                ax.axhline(r0[src][metric], color="k", ls=style, lw=1, label=f"{src} labels")
+            ax.set_xticks(range(len(gs)), [f"EXP {g['row']}" for g in gs])
+            lo = min(min(g[metric]) for g in gs)
+            ax.set_ylim(max(0.0, lo - 8), None)
+            ax.set(ylabel=f"val mIoU %, {metric} points", title=f"{setting}: {metric} points ({r0['steps']} steps)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_attention(groups: list[dict[str, Any]], path: Path) -> Path | None:
+    """The attention probe per row and variant: mass on same-label points against uniform attention."""
+    plt = _pyplot()
+    gs = [g for g in groups if any(r.get("attention") for r in g["runs"])]
+    if plt is None or not gs:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(gs)), 4))
+    same = [100 * np.mean([r["attention"]["same_label"] for r in g["runs"]]) for g in gs]
+    chance = [100 * np.mean([r["attention"]["chance"] for r in g["runs"]]) for g in gs]
+    x = np.arange(len(gs))
+    ax.bar(x - 0.2, same, 0.4, label="attention mass on same-label points")
+    ax.bar(x + 0.2, chance, 0.4, label="uniform attention (chance)")
+    ax.set_xticks(x, [f"{g['setting'].replace('noise 0.5', 'n.5')}\nEXP {g['row']} {g['variant']}" for g in gs],
+                  fontsize=6, rotation=30, ha="right")
+    ax.set(ylabel="%", title="intra-scene attention probe (first block, val rooms)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no figures (pip install matplotlib)")
+        return None
+    return plt
 
 
 if __name__ == "__main__":

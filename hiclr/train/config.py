@@ -30,7 +30,7 @@ class TrainConfig:
     # numeric ranges checked when a recipe or --set is read (hiclr.config.from_dict); the rest are ≥ 0
     RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = {
         "voxel_size": (1e-3, 10.0), "lr": (1e-9, 10.0), "momentum": (0.0, 1.0), "transformer_lr": (0.0, 1.0),
-        "temperature": (1e-4, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5), "ema": (0.0, 0.9999),
+        "temperature": (1e-4, 100.0), "kl_temperature": (0.0, 100.0), "class_balance": (0.0, 2.0), "warmup": (0.0, 0.5), "ema": (0.0, 0.9999),
         "transformer_mlp_ratio": (0.1, 64.0), "transformer_layers": (1, None), "transformer_heads": (1, None),
         "samples": (1, None), "batch_size": (1, None), "epochs": (1, None)}
 
@@ -50,6 +50,8 @@ class TrainConfig:
     corr_weight: float = 1.0  # combine=weighted: weight of each transformer's L̂_ce
     kl_weight: float = 1.0  # combine=weighted: weight of L_kl
     kl_over: str = "feature"  # L_kl distributions: feature (softmax over channels, literal Eq. 8) | logits
+    kl_temperature: float = 0.0  # τ of L_kl's two softmaxes (0 = ψ's τ, train.temperature)
+    transformer_detach: bool = False  # probe: the transformers read detached 3D features (L̂_ce trains only them)
     samples: int = 1024  # M, points sampled per scene for the transformers (∝ segment size)
     transformer_layers: int = 3
     transformer_heads: int = 8

@@ -70,11 +70,12 @@ class HiclModel(nn.Module):
             f = rows[index[torch.cat([b.sample.to(dev) + o for b, o in zip(batch, offsets)])]]  # (L, d) sampled, all scenes
             scene = torch.cat([torch.full((len(b.sample),), i, dtype=torch.long, device=dev) for i, b in enumerate(batch)])
             label = torch.cat([b.sample_label.to(dev) for b in batch])
-            agg = f
+            agg = f.detach() if cfg.transformer_detach else f
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 agg = self._transformers(agg, scene, label, terms, out)
             if "kl" in terms:
                 kl_tau = tau.detach() if isinstance(tau, Tensor) else tau  # L_kl must not train the scale
+                kl_tau = cfg.kl_temperature or kl_tau
                 out["kl"] = feedback_kl_loss(f, agg.float(), cfg.kl_over, text, kl_tau, cfg.normalize)
         return out
 
