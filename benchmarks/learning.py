@@ -1,7 +1,8 @@
 """The learning benchmark: does the 3D student end up better than the 2D labels it learned from?
 
     python benchmarks/learning.py [--work DIR] [--rooms N] [--noise 0.5] [--systematic 0,0.3]
-                                  [--rows I,II,III,IV,V] [--logits cosine] [--logit-rows V] [--set train.k=v]
+                                  [--rows I,II,III,IV,V] [--seeds 0,1] [--logits cosine] [--logit-rows V]
+                                  [--set train.k=v] [--tag NAME] [--report-only]
 
 On synthetic rooms labelled by the oracle (noisy ground truth, no CLIP), it trains Table 2's rows
 (EXP I–V) with the same recipe and the same optimiser-step budget each, and scores every row on the
@@ -13,9 +14,21 @@ only (``--systematic 0``: drawn anew per view, so averaging views removes much o
 a scene, which no multi-view vote can undo). ``--logits`` lists logit forms (cosine, learnable,
 inner) compared on the ``--logit-rows`` rows at the first setting.
 
-Writes under ``--work``: ``results.json`` (every row: all/seen mIoU of model, pseudo, refined,
-per-class IoU, steps, seconds), ``curves.csv`` (val mIoU and every loss term per epoch, per row),
-``curves.png`` (needs matplotlib) and ``table.md``. Finished rows are reused: rerun to resume.
+``--seeds`` trains each row once per training seed on the same store (same rooms, same
+pseudo-labels), so the table gives each row's mean and spread. ``--set train.k=v`` makes a variant:
+its runs are named by the overrides (or ``--tag``), except the budget's keys (epochs, val_every),
+which every row shares. Each run writes its own ``result.json`` when it finishes, so several
+processes may train different rows of one ``--work`` at once (prepare the stores first with
+``--prepare-only``); a killed run resumes from its checkpoint, and each job prints what is left.
+
+Writes under ``--work``: ``run-*/result.json`` (one run: all/seen mIoU of model, pseudo, refined,
+per-class IoU, the attention probe, steps, seconds), and from every finished run there:
+``results.json``, ``table.md`` (mean ± half the range over seeds), ``table2.png`` (the rows as bars,
+seeds as dots, the teacher as lines), ``attention.png`` (the probe per row), ``curves.csv`` (val
+mIoU and every loss term per epoch, per run) and ``curves.png`` (figures need matplotlib).
+
+    python benchmarks/learning.py --work benchmarks/_table2 --systematic 0 --seeds 0,1 --set train.epochs=20
+    python benchmarks/learning.py --work benchmarks/_table2 --rows V --set train.kl_over=logits   # a variant
 The paper's ordering (I < II < III < IV < V) is the hypothesis, not an assertion: read the table.
 
 **The budget curve** (``--curve``): each of ``--rows`` (default II,V) trained once for the recipe's
@@ -352,11 +365,15 @@ def main() -> None:
             rows += [(row, f) for f in forms for row in args.logit_rows.split(",") if row and (row, f) not in rows]
         jobs += [(systematic, row, form, seed) for row, form in rows for seed in seeds]
     t_all = time.time()
+    if args.prepare_only:
+        for systematic in settings:
+            build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
+                        systematic, args.seed, args.recipe)
+        print(f"stores ready under {work}")
+        return
     for k, (systematic, row, form, seed) in enumerate(jobs):
         data = build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
                            systematic, args.seed, args.recipe)
-        if args.prepare_only:
-            continue
         store = Store.open(data)
         run = data.parent / run_name(systematic, row, form, seed, tag)
         cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], logits=form, device=args.device, seed=seed)
@@ -384,9 +401,6 @@ def main() -> None:
               f"  ({r['steps']} steps, {r['seconds']:.0f} s)"
               + (f"  attention on same label {100 * r['attention']['same_label']:.0f} % (uniform "
                  f"{100 * r['attention']['chance']:.0f} %)" if r.get("attention") else ""), flush=True)
-    if args.prepare_only:
-        print(f"stores ready under {work}")
-        return
     print(f"{time.time() - t_all:.0f} s this call")
     report(work, args)
 
@@ -436,7 +450,12 @@ def remaining_cost(work: Path, jobs: list[tuple[float, str, str, int]], steps: i
             secs += steps * float(sorted(per_step[row])[len(per_step[row]) // 2])
         else:
             unknown += 1
-    est = f", ~{secs / 60:.0f} min" + (f" + {unknown} job(s) of unmeasured rows" if unknown else "") if left else ""
+    if not left:
+        est = ""
+    elif unknown == len(jobs):
+        est = " (time not known until a run of these rows has finished here)"
+    else:
+        est = f", ~{secs / 60:.0f} min" + (f" + {unknown} job(s) of rows not yet timed here" if unknown else "")
     return f"[learning] {len(jobs)} job(s) left in this call: {left} optimiser steps to train{est}"
 
 
