@@ -34,13 +34,21 @@ def attention_mask(scene: Tensor, scope: str) -> Tensor | None:
 class Attention(nn.Module):
     """Multi-head self-attention: w_mn = softmax_n(q_m·k_n/√d_h), output Σ_n w_mn v_n, projected."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, init: str = "random") -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
+        if init == "similarity":
+            # W_q = W_k = I, no bias: w_mn starts as softmax_n(x_m·x_n / √d_h) over each head's
+            # channels, the feature similarity the paper's correlations stand for (v stays random)
+            with torch.no_grad():
+                self.qkv.weight[: 2 * width] = torch.cat([torch.eye(width), torch.eye(width)])
+                self.qkv.bias[: 2 * width] = 0.0
+        elif init != "random":
+            raise ValueError(f"init must be 'random' or 'similarity', got {init!r}")
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         L, D = x.shape  # tokens, width
@@ -61,10 +69,10 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, attn_init: str = "random") -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = Attention(width, heads)
+        self.attn = Attention(width, heads, attn_init)
         self.ln_2 = nn.LayerNorm(width)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
@@ -79,15 +87,17 @@ class CorrelationTransformer(nn.Module):
 
     forward(features (L, d), scene (L,) long) → (L, d) aggregated features f̂. The residual form
     keeps f̂_m = f_m + Σ_n w_mn v_n + … (Eq. 3), so the output lives in the same space as the
-    text embeddings and L̂_ce can score it with them.
+    text embeddings and L̂_ce can score it with them. ``attn_init="similarity"`` starts every
+    block's queries and keys as the identity, so attention starts as feature similarity;
+    ``"random"`` is PyTorch's default initialisation.
     """
 
     def __init__(self, width: int = 512, layers: int = 3, heads: int = 8, mlp_ratio: float = 4.0,
-                 scope: str = "intra") -> None:
+                 scope: str = "intra", attn_init: str = "random") -> None:
         super().__init__()
         attention_mask(torch.zeros(1, dtype=torch.long), scope)  # validates scope
         self.scope = scope
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, attn_init) for _ in range(layers))
 
     def forward(self, features: Tensor, scene: Tensor) -> Tensor:
         mask = attention_mask(scene, self.scope)

@@ -56,6 +56,7 @@ class TrainConfig:
     transformer_layers: int = 3
     transformer_heads: int = 8
     transformer_mlp_ratio: float = 4.0
+    transformer_attn_init: str = "random"  # random (PyTorch's default) | similarity (W_q = W_k = I: attention starts as feature similarity)
     # schedule (§3.4): when each loss term switches on
     schedule: str = "epochs"  # epochs: *_from are 1-based epochs (the paper's 1/11/21 of 120) | fraction: of the run's steps
     ce_from: float = 1
@@ -96,6 +97,8 @@ class TrainConfig:
             raise HiclrError(f"train.combine: {self.combine!r}", "use mean (the paper: mean of the active terms) or weighted")
         if self.kl_over not in ("feature", "logits"):
             raise HiclrError(f"train.kl_over: {self.kl_over!r}", "use feature or logits")
+        if self.transformer_attn_init not in ("random", "similarity"):
+            raise HiclrError(f"train.transformer_attn_init: {self.transformer_attn_init!r}", "use random or similarity")
         if self.input not in ("color", "color_normal"):
             raise HiclrError(f"train.input: {self.input!r}", "use color or color_normal")
         if self.samples < 1 or self.batch_size < 1 or self.epochs < 1:

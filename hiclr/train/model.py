@@ -30,7 +30,8 @@ class HiclModel(nn.Module):
         self.cfg = cfg
         self.net = net
         width = int(text.shape[1])
-        tf = {"width": width, "layers": cfg.transformer_layers, "heads": cfg.transformer_heads, "mlp_ratio": cfg.transformer_mlp_ratio}
+        tf = {"width": width, "layers": cfg.transformer_layers, "heads": cfg.transformer_heads, "mlp_ratio": cfg.transformer_mlp_ratio,
+              "attn_init": cfg.transformer_attn_init}
         self.intra = CorrelationTransformer(scope="intra", **tf) if "intrascene" in cfg.stages else None
         self.inter = CorrelationTransformer(scope="inter", **tf) if "interscene" in cfg.stages else None
         self.register_buffer("text", text.float(), persistent=False)

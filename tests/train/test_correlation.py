@@ -1,4 +1,4 @@
-"""The intra-scene transformer never mixes scenes; the inter-scene one does."""
+"""The intra-scene transformer never mixes scenes; the inter-scene one does; the similarity init by hand."""
 
 from __future__ import annotations
 
@@ -44,3 +44,25 @@ def test_attention_weights_zero_across_scenes() -> None:
     assert torch.allclose(w.sum(-1), torch.ones(2, 5))
     w_inter = t.blocks[0].attn.weights(t.blocks[0].ln_1(x), None)
     assert torch.all(w_inter > 0)
+
+
+def test_similarity_init_attends_by_feature_similarity() -> None:
+    """transformer_attn_init=similarity: W_q = W_k = I, so w_mn = softmax_n(x_m,h · x_n,h / √d_h) per
+    head h, by hand; on two clusters of features most of each query's mass stays in its cluster,
+    where the default random init is near uniform."""
+    from hiclr.nn.correlation import Attention
+
+    torch.manual_seed(0)
+    width, heads = 8, 2
+    x = torch.randn(6, width)
+    attn = Attention(width, heads, init="similarity")
+    xh = x.view(6, heads, width // heads).transpose(0, 1)  # (H, L, d_h)
+    by_hand = torch.softmax(xh @ xh.transpose(1, 2) / (width // heads) ** 0.5, dim=-1)
+    torch.testing.assert_close(attn.weights(x), by_hand)
+    centres = torch.randn(2, 64) * 3
+    feats = torch.cat([centres[0] + 0.3 * torch.randn(10, 64), centres[1] + 0.3 * torch.randn(10, 64)])
+    same = (torch.arange(20)[:, None] // 10 == torch.arange(20)[None, :] // 10).float()
+    for init, low in (("similarity", 0.9), ("random", None)):
+        w = Attention(64, 4, init=init).weights(torch.nn.functional.layer_norm(feats, (64,))).mean(0)
+        mass = float((w * same).sum(1).mean())
+        assert mass > low if low else abs(mass - 0.5) < 0.1
