@@ -119,11 +119,15 @@ def score_row(store: Any, run: Path, device: str) -> dict[str, Any]:
 def attention_probe(store: Any, run: Path, cfg: Any, device: str) -> dict[str, float] | None:
     """Does the intra-scene transformer attend along the labels? On the val rooms, the first block's
     attention over M points sampled as in training: the attention mass on points whose ground truth
-    equals the query's (``same_label``), against that share under uniform attention (``chance``)."""
+    equals the query's (``same_label``), against that share under uniform attention (``chance``).
+    And does the feedback's target know more than the student? The accuracy against the ground
+    truth of the class logits of the network's features (``acc_net``) and of the last transformer's
+    outputs on the same points (``acc_transformer``), each room's samples on their own."""
     import numpy as np
     import torch
 
     from hiclr.inference import input_features
+    from hiclr.losses import class_logits
     from hiclr.train.checkpoint import load_checkpoint
     from hiclr.train.model import HiclModel, build_network
     from hiclr.train.sampler import sample_points
@@ -134,8 +138,10 @@ def attention_probe(store: Any, run: Path, cfg: Any, device: str) -> dict[str, f
     model = HiclModel(build_network(cfg, int(state["text"].shape[1])), state["text"], cfg)
     model.net.load_state_dict(state["net"])
     model.intra.load_state_dict(state["intra"])
+    if model.inter is not None and "inter" in state:
+        model.inter.load_state_dict(state["inter"])
     model.eval()
-    same, chance = [], []
+    same, chance, hits_net, hits_tr, n = [], [], 0, 0, 0
     for i, sid in enumerate(store.scene_ids("val")):
         sc = store.scene(sid)
         gt = sc.read("label").astype(np.int64)
@@ -148,7 +154,15 @@ def attention_probe(store: Any, run: Path, cfg: Any, device: str) -> dict[str, f
         eq = torch.from_numpy(gt[idx][:, None] == gt[idx][None, :]).float()
         same.append(float((w * eq).sum(1).mean()))
         chance.append(float(eq.mean(1).mean()))
-    return {"same_label": float(np.mean(same)), "chance": float(np.mean(chance))}
+        scene = torch.zeros(len(idx), dtype=torch.long)
+        agg = model.intra(x, scene)
+        agg = model.inter(agg, scene) if model.inter is not None else agg
+        truth = torch.from_numpy(gt[idx])
+        n += len(idx)
+        hits_net += int((class_logits(x, model.text, cfg.tau, cfg.normalize).argmax(1) == truth).sum())
+        hits_tr += int((class_logits(agg, model.text, cfg.tau, cfg.normalize).argmax(1) == truth).sum())
+    return {"same_label": float(np.mean(same)), "chance": float(np.mean(chance)),
+            "acc_net": hits_net / n, "acc_transformer": hits_tr / n}
 
 
 def read_curves(run: Path) -> list[dict[str, str]]:
@@ -327,6 +341,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="train.KEY=VALUE (repeatable)")
     ap.add_argument("--curve", action="store_true",
                     help="The budget curve: --rows (default II,V) validated along one long run each; time to teacher.")
+    ap.add_argument("--reprobe", action="store_true",
+                    help="Rerun the attention probe on finished runs whose results lack a field it gives now, then report.")
     ap.add_argument("--report-only", action="store_true",
                     help="Write the tables and figures from the runs finished so far, without training.")
     args = ap.parse_args()
@@ -351,7 +367,9 @@ def main() -> None:
     if args.curve:
         curve_main(args, base_cfg, work)
         return
-    if args.report_only:
+    if args.reprobe:
+        reprobe(work, base_cfg, args)
+    if args.report_only or args.reprobe:
         report(work, args)
         return
     forms = [f.strip() for f in args.logits.split(",") if f.strip()]
@@ -412,6 +430,22 @@ def variant_tag(overrides: list[str]) -> str:
     """The variant's name from its --set overrides, leaving out the budget's keys (every row shares them)."""
     keys = [o.removeprefix("train.") for o in overrides]
     return "+".join(k for k in keys if k.split("=")[0] not in BUDGET_KEYS)
+
+
+def reprobe(work: Path, base_cfg: Any, args: argparse.Namespace) -> None:
+    """The attention probe again for finished runs whose result lacks a field the probe gives now."""
+    from hiclr.store import Store
+
+    for f in sorted(work.glob("run-*/result.json")):
+        r = json.loads(f.read_text())
+        if not r.get("attention") or "acc_net" in r["attention"]:
+            continue
+        systematic = float(f.parent.name.split("-")[1].removeprefix("sys"))
+        store = Store.open(work / f"store-noise{args.noise:g}-sys{systematic:g}")
+        cfg = dataclasses.replace(base_cfg, stages=r["stages"], seed=r["seed"], logits=r["logits"], device=args.device)
+        r["attention"] = attention_probe(store, f.parent, cfg, args.device)
+        write_json(f, r)
+        print(f"{f.parent.name}: probe {r['attention']}", flush=True)
 
 
 def run_name(systematic: float, row: str, form: str, seed: int, tag: str) -> str:
@@ -478,19 +512,24 @@ def report(work: Path, args: argparse.Namespace) -> None:
         plot(curves, work / "curves.png")
     groups = group_results(results)
     lines = [("| setting | EXP | variant | seeds | model all | model seen | pseudo all / seen | refined all / seen "
-             "| attention same-label (uniform) | steps |"), "|---|---|---|---|---|---|---|---|---|---|"]
+             "| attention same-label (uniform) | probe acc net / transformer | steps |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         att = [r["attention"] for r in g["runs"] if r.get("attention")]
         att_s = (f"{100 * np.mean([a['same_label'] for a in att]):.1f} % ({100 * np.mean([a['chance'] for a in att]):.1f} %)"
                  if att else "–")
+        acc = [a for a in att if "acc_net" in a]
+        acc_s = (f"{100 * np.mean([a['acc_net'] for a in acc]):.1f} / {100 * np.mean([a['acc_transformer'] for a in acc]):.1f}"
+                 if acc else "–")
         r0 = g["runs"][0]
         lines.append(f"| {g['setting']} | {g['row']} | {g['variant']} | {g['seeds']} | {fmt(g['all'])} | {fmt(g['seen'])} "
                      f"| {r0['pseudo']['all']:.1f} / {r0['pseudo']['seen']:.1f} | {r0['refined']['all']:.1f} / "
-                     f"{r0['refined']['seen']:.1f} | {att_s} | {r0['steps']} |")
+                     f"{r0['refined']['seen']:.1f} | {att_s} | {acc_s} | {r0['steps']} |")
     cov = results[0]["coverage"] if results else 0.0
     lines.append(f"\nval mIoU %, {args.val_rooms} val rooms of {args.rooms}; all = every labelled point (unlabelled = "
                  f"miss), seen = the {100 * (cov or 0):.1f} % seen by a view; mean ± half the range over the seeds "
-                 f"(training seeds on one store: same rooms, same pseudo-labels)")
+                 f"(training seeds on one store: same rooms, same pseudo-labels); the probe (attention_probe): the intra-scene "
+                 f"transformer's first block on M sampled val points, and the accuracy of the class logits of the "
+                 f"network's features / of the last transformer's outputs there")
     (work / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot_table2(groups, work / "table2.png")
