@@ -574,8 +574,8 @@ def plot_table2(groups: list[dict[str, Any]], path: Path) -> Path | None:
             for src, style in (("pseudo", ":"), ("refined", "--")):
                 ax.axhline(r0[src][metric], color="k", ls=style, lw=1, label=f"{src} labels")
             ax.set_xticks(range(len(gs)), [f"EXP {g['row']}" for g in gs])
-            lo = min(min(g[metric]) for g in gs)
-            ax.set_ylim(max(0.0, lo - 8), None)
+            lo = min(min(min(g[metric]) for g in gs), r0["pseudo"][metric], r0["refined"][metric])
+            ax.set_ylim(max(0.0, lo - 3), None)
             ax.set(ylabel=f"val mIoU %, {metric} points", title=f"{setting}: {metric} points ({r0['steps']} steps)")
             ax.legend(fontsize=7)
     fig.tight_layout()
@@ -590,16 +590,21 @@ def plot_attention(groups: list[dict[str, Any]], path: Path) -> Path | None:
     gs = [g for g in groups if any(r.get("attention") for r in g["runs"])]
     if plt is None or not gs:
         return None
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(gs)), 4))
-    same = [100 * np.mean([r["attention"]["same_label"] for r in g["runs"]]) for g in gs]
-    chance = [100 * np.mean([r["attention"]["chance"] for r in g["runs"]]) for g in gs]
+    fig, axes = plt.subplots(1, 2, figsize=(max(10.0, 1.5 * len(gs)), 4.8))
     x = np.arange(len(gs))
-    ax.bar(x - 0.2, same, 0.4, label="attention mass on same-label points")
-    ax.bar(x + 0.2, chance, 0.4, label="uniform attention (chance)")
-    ax.set_xticks(x, [f"{g['setting'].replace('noise 0.5', 'n.5')}\nEXP {g['row']} {g['variant']}" for g in gs],
-                  fontsize=6, rotation=30, ha="right")
-    ax.set(ylabel="%", title="intra-scene attention probe (first block, val rooms)")
-    ax.legend(fontsize=7)
+    labels = [f"{'sys 0.3' if 'systematic' in g['setting'] else 'per-view'} EXP {g['row']}\n"
+              f"{g['variant'].removeprefix('cosine').strip().replace('transformer_', 't_') or 'default'}" for g in gs]
+    panels = ((("same_label", "attention mass on same-label points"), ("chance", "uniform attention (chance)")),
+              (("acc_net", "network's features"), ("acc_transformer", "last transformer's outputs (the feedback target)")))
+    titles = ("intra-scene attention probe (first block, val rooms)", "class accuracy on the sampled val points")
+    for ax, (a, b), title in zip(axes, panels, titles):
+        for off, (key, label) in ((-0.2, a), (0.2, b)):
+            ax.bar(x + off, [100 * np.mean([r["attention"].get(key, np.nan) for r in g["runs"]]) for g in gs], 0.4,
+                   label=label)
+        ax.set_xticks(x, labels, fontsize=6, rotation=35, ha="right")
+        ax.set(ylabel="%", title=title)
+        ax.legend(fontsize=7)
+    axes[1].set_ylim(50, None)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
