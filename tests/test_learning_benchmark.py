@@ -1,0 +1,51 @@
+"""benchmarks/learning.py's bookkeeping, checked by hand: run names per variant and seed, Table 2's
+grouping over seeds (mean ± half the range), and the time to teacher."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("learning_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "learning.py")
+assert _spec is not None and _spec.loader is not None
+learning = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)
+
+
+def test_variant_tag_leaves_out_the_budget_and_names_runs_apart() -> None:
+    assert learning.variant_tag(["train.epochs=20", "train.val_every=5"]) == ""
+    assert learning.variant_tag(["train.epochs=20", "train.kl_over=logits", "transformer_detach=true"]) == \
+        "kl_over=logits+transformer_detach=true"
+    names = {learning.run_name(s, "V", "cosine", seed, tag) for s in (0.0, 0.3) for seed in (0, 1) for tag in ("", "x=1")}
+    assert len(names) == 8
+    assert learning.run_name(0.3, "II", "cosine", 1, "") == "run-sys0.3-II-cosine-seed1"
+    assert learning.run_name(0.0, "V", "cosine", 0, "a/b c") == "run-sys0-V-cosine-seed0-a_b_c"
+
+
+def _result(row: str, seed: int, all_: float, seen: float, tag: str = "", setting: str = "s") -> dict:
+    return {"setting": setting, "row": row, "logits": "cosine", "tag": tag, "seed": seed,
+            "model": {"all": all_, "seen": seen}}
+
+
+def test_group_results_over_seeds() -> None:
+    groups = learning.group_results([_result("V", 0, 45.3, 51.7), _result("II", 1, 43.3, 50.9),
+                                     _result("II", 0, 44.7, 51.0), _result("V", 1, 44.3, 50.7),
+                                     _result("V", 0, 40.3, 46.6, tag="combine=mean")])
+    assert [(g["row"], g["variant"], g["seeds"]) for g in groups] == [
+        ("II", "cosine", "1,0"), ("V", "cosine", "0,1"), ("V", "cosine combine=mean", "0")]
+    assert learning.fmt(groups[0]["all"]) == "44.0 ± 0.7"  # (43.3 + 44.7) / 2, (44.7 − 43.3) / 2
+    assert learning.fmt(groups[1]["seen"]) == "51.2 ± 0.5"  # (51.7 + 50.7) / 2, (51.7 − 50.7) / 2
+    assert learning.fmt(groups[2]["all"]) == "40.3"  # one seed: no spread
+
+
+def test_time_to_teacher_first_validation_past_each_goal() -> None:
+    teacher = {"pseudo": {"all": 20.0, "seen": 40.0}, "refined": {"all": 30.0, "seen": 50.0}}
+    pts = [{"step": 60, "train_seconds": 10.0, "all": 29.0, "seen": 41.0},
+           {"step": 120, "train_seconds": 20.0, "all": 31.0, "seen": 39.0},
+           {"step": 180, "train_seconds": 30.0, "all": 32.0, "seen": 42.0}]
+    ttt = learning.time_to_teacher(pts, teacher)
+    assert ttt["all > refined"]["step"] == 120 and ttt["seen > pseudo"]["step"] == 60 and ttt["both"]["step"] == 180
+    miss = learning.time_to_teacher(pts[:1], teacher)["all > refined"]
+    assert miss["not_reached"] and miss["gap_all"] == pytest.approx(-1.0) and miss["last_step"] == 60
