@@ -12,7 +12,7 @@ with CLIP's learnable scale (a tensor ``temperature``). Why cosine forms: CLIP t
 unit vectors, so with a raw inner product the logits are bounded only by ‖f‖ and the loss is
 minimised by inflating the feature norm, which with SGD at lr 0.2 is unstable without clipping; the
 cosine form keeps the geometry of CLIP's space (what the pseudo-labels were computed in) and bounds
-the logits. The README's logit-form table gives the measured comparison.
+the logits. benchmarks/results/learning-cpu.md gives the measured comparison.
 
 Sums over pairs in the paper are means here (a constant factor per batch, independent of how many
 pairs a batch happens to hold), so the terms have comparable scales when averaged (§3.4).
