@@ -68,6 +68,11 @@ def torch_no_grad(fn: Any) -> Any:
     return wrapped
 
 
+def store_dir(work: Path, noise: float, systematic: float) -> Path:
+    """The store labelled at (noise, systematic) under ``work``."""
+    return work / f"store-noise{noise:g}-sys{systematic:g}"
+
+
 def build_store(work: Path, base: Path, rooms: int, val_rooms: int, noise: float, systematic: float, seed: int,
                 recipe: str) -> Path:
     """A synthetic store labelled at (noise, systematic); the rooms are generated once and copied."""
@@ -82,7 +87,7 @@ def build_store(work: Path, base: Path, rooms: int, val_rooms: int, noise: float
         syn = dataclasses.replace(load_section(SyntheticConfig, "synthetic", recipe), scenes=rooms, seed=seed,
                                   val_fraction=val_rooms / rooms)
         prepare_synthetic(base, syn, workers=2, progress=True)
-    data = work / f"store-noise{noise:g}-sys{systematic:g}"
+    data = store_dir(work, noise, systematic)
     if not (data / "dataset.yaml").is_file():
         tmp = data.with_name(data.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -383,15 +388,13 @@ def main() -> None:
             rows += [(row, f) for f in forms for row in args.logit_rows.split(",") if row and (row, f) not in rows]
         jobs += [(systematic, row, form, seed) for row, form in rows for seed in seeds]
     t_all = time.time()
+    stores = {systematic: build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms,
+                                      args.noise, systematic, args.seed, args.recipe) for systematic in settings}
     if args.prepare_only:
-        for systematic in settings:
-            build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
-                        systematic, args.seed, args.recipe)
         print(f"stores ready under {work}")
         return
     for k, (systematic, row, form, seed) in enumerate(jobs):
-        data = build_store(work, work / f"rooms-{args.rooms}-seed{args.seed}", args.rooms, args.val_rooms, args.noise,
-                           systematic, args.seed, args.recipe)
+        data = stores[systematic]
         store = Store.open(data)
         run = data.parent / run_name(systematic, row, form, seed, tag)
         cfg = dataclasses.replace(base_cfg, stages=TABLE2[row], logits=form, device=args.device, seed=seed)
@@ -441,7 +444,7 @@ def reprobe(work: Path, base_cfg: Any, args: argparse.Namespace) -> None:
         if not r.get("attention") or "acc_net" in r["attention"]:
             continue
         systematic = float(f.parent.name.split("-")[1].removeprefix("sys"))
-        store = Store.open(work / f"store-noise{args.noise:g}-sys{systematic:g}")
+        store = Store.open(store_dir(work, args.noise, systematic))
         cfg = dataclasses.replace(base_cfg, stages=r["stages"], seed=r["seed"], logits=r["logits"], device=args.device)
         r["attention"] = attention_probe(store, f.parent, cfg, args.device)
         write_json(f, r)
@@ -496,11 +499,11 @@ def remaining_cost(work: Path, jobs: list[tuple[float, str, str, int]], steps: i
 def report(work: Path, args: argparse.Namespace) -> None:
     """results.json, table.md (mean and spread over seeds), table2.png, attention.png and curves.csv/png
     from every finished run under ``work`` (runs of other calls and processes included)."""
-    results = [json.loads(f.read_text()) for f in sorted(work.glob("run-*/result.json"))]
+    files = sorted(work.glob("run-*/result.json"))
+    results = [json.loads(f.read_text()) for f in files]
     write_json(work / "results.json", results)
     curves: list[dict[str, Any]] = []
-    for f in sorted(work.glob("run-*/result.json")):
-        r = json.loads(f.read_text())
+    for f, r in zip(files, results):
         curves += [{"setting": r["setting"], "row": r["row"], "logits": r["logits"], "tag": r.get("tag", ""),
                     "seed": r.get("seed", 0), **c} for c in read_curves(f.parent)]
     if curves:

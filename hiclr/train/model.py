@@ -75,8 +75,8 @@ class HiclModel(nn.Module):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 agg = self._transformers(agg, scene, label, terms, out)
             if "kl" in terms:
-                kl_tau = tau.detach() if isinstance(tau, Tensor) else tau  # L_kl must not train the scale
-                kl_tau = cfg.kl_temperature or kl_tau
+                # train.kl_temperature, else ψ's τ, detached: L_kl must not train the scale
+                kl_tau = cfg.kl_temperature or (tau.detach() if isinstance(tau, Tensor) else tau)
                 out["kl"] = feedback_kl_loss(f, agg.float(), cfg.kl_over, text, kl_tau, cfg.normalize)
         return out
 
