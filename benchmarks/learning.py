@@ -402,6 +402,9 @@ def main() -> None:
             cfg = dataclasses.replace(cfg, grad_clip=1.0)  # the raw inner product diverges at lr 0.2 without it
         steps_per_epoch = -(-len(store.scene_ids("train")) // cfg.batch_size)
         print(remaining_cost(work, jobs[k:], cfg.epochs * steps_per_epoch, tag), flush=True)
+        clash = budget_clash(run, cfg.epochs, steps_per_epoch)
+        if clash:
+            raise SystemExit(clash)
         if not (run / "result.json").is_file():
             torch.manual_seed(cfg.seed)
             t0 = time.time()
@@ -427,6 +430,25 @@ def main() -> None:
 
 
 BUDGET_KEYS = ("epochs", "val_every", "workers", "device")  # --set keys that set the budget, not a variant
+
+
+def budget_clash(run: Path, epochs: int, steps_per_epoch: int) -> str | None:
+    """Why ``run`` cannot stand for this call's budget, if it was trained (or begun) with another.
+
+    A run's folder is named without the budget, so another ``train.epochs`` would otherwise
+    print the old run's result as the new budget's, or resume it under another schedule."""
+    if (run / "result.json").is_file():
+        had = int(json.loads((run / "result.json").read_text()).get("steps", 0))
+    elif (run / "config.yaml").is_file():
+        from hiclr.train.loop import read_config
+
+        had = read_config(run).epochs * steps_per_epoch
+    else:
+        return None
+    if had == epochs * steps_per_epoch:
+        return None
+    return (f"{run}: trained for {had} optimiser steps, this call asks for {epochs * steps_per_epoch}; "
+            f"name this budget with --tag (e.g. --tag steps{epochs * steps_per_epoch}) or use another --work")
 
 
 def variant_tag(overrides: list[str]) -> str:
@@ -544,30 +566,36 @@ def fmt(v: list[float]) -> str:
 
 
 def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs grouped by (setting, row, logit form, variant), in Table 2's order; all/seen lists over seeds."""
+    """Runs grouped by (setting, step budget, row, logit form, variant), in Table 2's order, the
+    largest budget first; all/seen lists over seeds. The variant is named by the run's --set
+    overrides without the budget's keys (a --tag that only names the budget is not a variant)."""
     order = ("I", "II", "III", "IV", "V")
-    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    out: dict[tuple[str, int, str, str], dict[str, Any]] = {}
     for r in results:
-        variant = r["logits"] + (f" {r['tag']}" if r.get("tag") else "")
-        g = out.setdefault((r["setting"], r["row"], variant), {"setting": r["setting"], "row": r["row"], "variant": variant,
-                                                               "runs": [], "all": [], "seen": [], "seeds": ""})
+        name = variant_tag(r["overrides"]) if "overrides" in r else r.get("tag", "")
+        variant = r["logits"] + (f" {name}" if name else "")
+        steps = int(r.get("steps", 0))
+        g = out.setdefault((r["setting"], steps, r["row"], variant),
+                           {"setting": r["setting"], "steps": steps, "row": r["row"], "variant": variant,
+                            "runs": [], "all": [], "seen": [], "seeds": ""})
         g["runs"].append(r)
         g["all"].append(r["model"]["all"])
         g["seen"].append(r["model"]["seen"])
         g["seeds"] = ",".join(str(x["seed"]) for x in g["runs"])
-    return sorted(out.values(), key=lambda g: (g["setting"], g["variant"] != "cosine", g["variant"], order.index(g["row"])))
+    return sorted(out.values(), key=lambda g: (g["setting"], -g["steps"], g["variant"] != "cosine", g["variant"],
+                                               order.index(g["row"])))
 
 
 def plot_table2(groups: list[dict[str, Any]], path: Path) -> Path | None:
     """Table 2 as bars: per setting, the model's mIoU per row (seeds as dots), the teacher as lines."""
     plt = _pyplot()
     main = [g for g in groups if g["variant"] == "cosine"]
-    settings = list(dict.fromkeys(g["setting"] for g in main))
+    panels = list(dict.fromkeys((g["setting"], g["steps"]) for g in main))  # one line of panels per setting and budget
     if plt is None or not main:
         return None
-    fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.8 * len(settings)), squeeze=False)
-    for i, setting in enumerate(settings):
-        gs = [g for g in main if g["setting"] == setting]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 3.8 * len(panels)), squeeze=False)
+    for i, (setting, steps) in enumerate(panels):
+        gs = [g for g in main if (g["setting"], g["steps"]) == (setting, steps)]
         for j, metric in enumerate(("all", "seen")):
             ax = axes[i][j]
             ax.bar(range(len(gs)), [np.mean(g[metric]) for g in gs], color="tab:blue", alpha=0.6)
@@ -579,7 +607,7 @@ def plot_table2(groups: list[dict[str, Any]], path: Path) -> Path | None:
             ax.set_xticks(range(len(gs)), [f"EXP {g['row']}" for g in gs])
             lo = min(min(min(g[metric]) for g in gs), r0["pseudo"][metric], r0["refined"][metric])
             ax.set_ylim(max(0.0, lo - 3), None)
-            ax.set(ylabel=f"val mIoU %, {metric} points", title=f"{setting}: {metric} points ({r0['steps']} steps)")
+            ax.set(ylabel=f"val mIoU %, {metric} points", title=f"{setting}: {metric} points ({steps} steps)")
             ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -596,7 +624,7 @@ def plot_attention(groups: list[dict[str, Any]], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(max(10.0, 1.5 * len(gs)), 4.8))
     x = np.arange(len(gs))
     labels = [f"{'sys 0.3' if 'systematic' in g['setting'] else 'per-view'} EXP {g['row']}\n"
-              f"{g['variant'].removeprefix('cosine').strip().replace('transformer_', 't_') or 'default'}" for g in gs]
+              f"{g['variant'].removeprefix('cosine').strip().replace('transformer_', 't_') or 'default'} ({g['steps']})" for g in gs]
     panels = ((("same_label", "attention mass on same-label points"), ("chance", "uniform attention (chance)")),
               (("acc_net", "network's features"), ("acc_transformer", "last transformer's outputs (the feedback target)")))
     titles = ("intra-scene attention probe (first block, val rooms)", "class accuracy on the sampled val points")

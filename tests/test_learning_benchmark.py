@@ -40,6 +40,34 @@ def test_group_results_over_seeds() -> None:
     assert learning.fmt(groups[2]["all"]) == "40.3"  # one seed: no spread
 
 
+def test_group_results_apart_per_budget_and_named_by_overrides() -> None:
+    def res(seed: int, all_: float, steps: int, overrides: list[str], tag: str) -> dict:
+        return {**_result("V", seed, all_, all_ + 6, tag=tag), "steps": steps, "overrides": overrides}
+
+    groups = learning.group_results([
+        res(0, 45.3, 240, ["train.epochs=20"], ""), res(1, 44.3, 240, ["train.epochs=20"], ""),
+        res(0, 51.3, 480, ["train.epochs=40", "train.val_every=10"], "steps480"),
+        res(0, 51.1, 480, ["train.epochs=40", "train.kl_over=logits"], "steps480+kl_over=logits")])
+    # the budget-only tag is the default at 480 steps; the largest budget comes first
+    assert [(g["steps"], g["variant"], g["seeds"]) for g in groups] == [
+        (480, "cosine", "0"), (480, "cosine kl_over=logits", "0"), (240, "cosine", "0,1")]
+    assert learning.fmt(groups[2]["all"]) == "44.8 ± 0.5"
+
+
+def test_budget_clash_refuses_a_run_of_another_budget(tmp_path: Path) -> None:
+    run = tmp_path / "run-sys0-V-cosine-seed0"
+    assert learning.budget_clash(run, 40, 12) is None  # nothing there yet
+    run.mkdir()
+    (run / "result.json").write_text('{"steps": 240}')
+    assert learning.budget_clash(run, 20, 12) is None  # 20 x 12 = 240: the same budget
+    msg = learning.budget_clash(run, 40, 12)
+    assert msg is not None and "240" in msg and "480" in msg and "--tag steps480" in msg
+    (run / "result.json").unlink()
+    (run / "config.yaml").write_text("epochs: 20\n")  # begun, not finished: resuming it would mix schedules
+    assert learning.budget_clash(run, 20, 12) is None
+    assert "trained for 240" in (learning.budget_clash(run, 40, 12) or "")
+
+
 def test_time_to_teacher_first_validation_past_each_goal() -> None:
     teacher = {"pseudo": {"all": 20.0, "seen": 40.0}, "refined": {"all": 30.0, "seen": 50.0}}
     pts = [{"step": 60, "train_seconds": 10.0, "all": 29.0, "seen": 41.0},
