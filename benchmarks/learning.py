@@ -557,8 +557,34 @@ def report(work: Path, args: argparse.Namespace) -> None:
                  f"network's features / of the last transformer's outputs there")
     (work / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    (work / "per_class.md").write_text("\n".join(per_class_deltas(groups)) + "\n")
     plot_table2(groups, work / "table2.png")
     plot_attention(groups, work / "attention.png")
+
+
+def per_class_deltas(groups: list[dict[str, Any]], base: str = "II") -> list[str]:
+    """Per class, each default row's IoU (all points, mean over its seeds) minus row ``base``'s, one
+    markdown table per setting and budget: what each stage buys, class by class."""
+    main = [g for g in groups if g["variant"] == "cosine"]
+    out: list[str] = []
+    for setting, steps in dict.fromkeys((g["setting"], g["steps"]) for g in main):
+        gs = {g["row"]: g for g in main if (g["setting"], g["steps"]) == (setting, steps)}
+        if base not in gs or len(gs) < 2:
+            continue
+
+        def iou(g: dict[str, Any], cls: str) -> float:
+            return 100 * float(np.mean([r["model"]["per_class_all"][cls] for r in g["runs"]]))
+
+        others = [row for row in gs if row != base]
+        classes = list(gs[base]["runs"][0]["model"]["per_class_all"])
+        seeds = ", ".join(f"{row} {g['seeds']}" for row, g in gs.items())
+        out += [f"\n{setting}, {steps} steps: IoU % (all points) of EXP {base}, and each row minus it "
+                f"(mean over seeds: {seeds})", "",
+                f"| class | {base} | " + " | ".join(f"{row} − {base}" for row in others) + " |",
+                "|---" * (2 + len(others)) + "|"]
+        out += [f"| {c} | {iou(gs[base], c):.1f} | " + " | ".join(f"{iou(gs[row], c) - iou(gs[base], c):+.1f}" for row in others)
+                + " |" for c in classes]
+    return out
 
 
 def fmt(v: list[float]) -> str:

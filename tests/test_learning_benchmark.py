@@ -54,6 +54,19 @@ def test_group_results_apart_per_budget_and_named_by_overrides() -> None:
     assert learning.fmt(groups[2]["all"]) == "44.8 ± 0.5"
 
 
+def test_per_class_deltas_against_row_ii_by_hand() -> None:
+    def res(row: str, seed: int, wall: float, door: float) -> dict:
+        return {**_result(row, seed, 0.0, 0.0), "steps": 480, "overrides": [],
+                "model": {"all": 0.0, "seen": 0.0, "per_class_all": {"wall": wall, "door": door}}}
+
+    groups = learning.group_results([res("II", 0, 0.50, 0.20), res("II", 1, 0.60, 0.30),
+                                     res("V", 0, 0.58, 0.10), res("V", 1, 0.60, 0.20)])
+    lines = learning.per_class_deltas(groups)
+    # wall: II (50 + 60) / 2 = 55.0, V 59.0 → +4.0; door: II 25.0, V 15.0 → −10.0
+    assert "| wall | 55.0 | +4.0 |" in lines and "| door | 25.0 | -10.0 |" in lines
+    assert learning.per_class_deltas(groups[1:]) == []  # no row II: nothing to subtract
+
+
 def test_budget_clash_refuses_a_run_of_another_budget(tmp_path: Path) -> None:
     run = tmp_path / "run-sys0-V-cosine-seed0"
     assert learning.budget_clash(run, 40, 12) is None  # nothing there yet
