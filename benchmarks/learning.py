@@ -334,7 +334,8 @@ def main() -> None:
     ap.add_argument("--val-rooms", type=int, default=0, help="Val rooms (default: the recipe's, from val_fraction).")
     ap.add_argument("--seed", type=int, default=0, help="Seed of the rooms and their pseudo-labels (the store).")
     ap.add_argument("--seeds", default="", help="Comma list of training seeds, one run each (default: the recipe's).")
-    ap.add_argument("--tag", default="", help="Name of this variant (default: its --set overrides); part of the run's folder.")
+    ap.add_argument("--tag", default="", help="Name of this variant or budget in the run folders (default: its --set "
+                    "overrides); the report groups runs by their --set overrides and step budget, not by the tag.")
     ap.add_argument("--noise", type=float, default=0.5, help="Per-view oracle noise.")
     ap.add_argument("--systematic", default="0,0.3", help="Comma list: one benchmark per systematic-confusion rate.")
     ap.add_argument("--rows", default="I,II,III,IV,V")
