@@ -563,19 +563,28 @@ def report(work: Path, args: argparse.Namespace) -> None:
     plot_attention(groups, work / "attention.png")
 
 
+def default_rows(groups: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The default variant's groups (Table 2 proper) per (setting, step budget), in ``groups``' order."""
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for g in groups:
+        if g["variant"] == "cosine":
+            out.setdefault((g["setting"], g["steps"]), []).append(g)
+    return out
+
+
+def _iou(g: dict[str, Any], cls: str) -> float:
+    """Class ``cls``'s IoU % on all points, mean over the group's seeds."""
+    return 100 * float(np.mean([r["model"]["per_class_all"][cls] for r in g["runs"]]))
+
+
 def per_class_deltas(groups: list[dict[str, Any]], base: str = "II") -> list[str]:
     """Per class, each default row's IoU (all points, mean over its seeds) minus row ``base``'s, one
     markdown table per setting and budget: what each stage buys, class by class."""
-    main = [g for g in groups if g["variant"] == "cosine"]
     out: list[str] = []
-    for setting, steps in dict.fromkeys((g["setting"], g["steps"]) for g in main):
-        gs = {g["row"]: g for g in main if (g["setting"], g["steps"]) == (setting, steps)}
+    for (setting, steps), rows in default_rows(groups).items():
+        gs = {g["row"]: g for g in rows}
         if base not in gs or len(gs) < 2:
             continue
-
-        def iou(g: dict[str, Any], cls: str) -> float:
-            return 100 * float(np.mean([r["model"]["per_class_all"][cls] for r in g["runs"]]))
-
         others = [row for row in gs if row != base]
         classes = list(gs[base]["runs"][0]["model"]["per_class_all"])
         seeds = ", ".join(f"{row} {g['seeds']}" for row, g in gs.items())
@@ -583,7 +592,7 @@ def per_class_deltas(groups: list[dict[str, Any]], base: str = "II") -> list[str
                 f"(mean over seeds: {seeds})", "",
                 f"| class | {base} | " + " | ".join(f"{row} − {base}" for row in others) + " |",
                 "|---" * (2 + len(others)) + "|"]
-        out += [f"| {c} | {iou(gs[base], c):.1f} | " + " | ".join(f"{iou(gs[row], c) - iou(gs[base], c):+.1f}" for row in others)
+        out += [f"| {c} | {_iou(gs[base], c):.1f} | " + " | ".join(f"{_iou(gs[row], c) - _iou(gs[base], c):+.1f}" for row in others)
                 + " |" for c in classes]
     return out
 
@@ -616,13 +625,11 @@ def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def plot_table2(groups: list[dict[str, Any]], path: Path) -> Path | None:
     """Table 2 as bars: per setting, the model's mIoU per row (seeds as dots), the teacher as lines."""
     plt = _pyplot()
-    main = [g for g in groups if g["variant"] == "cosine"]
-    panels = list(dict.fromkeys((g["setting"], g["steps"]) for g in main))  # one line of panels per setting and budget
-    if plt is None or not main:
+    panels = default_rows(groups)  # one line of panels per setting and budget
+    if plt is None or not panels:
         return None
     fig, axes = plt.subplots(len(panels), 2, figsize=(12, 3.8 * len(panels)), squeeze=False)
-    for i, (setting, steps) in enumerate(panels):
-        gs = [g for g in main if (g["setting"], g["steps"]) == (setting, steps)]
+    for i, ((setting, steps), gs) in enumerate(panels.items()):
         for j, metric in enumerate(("all", "seen")):
             ax = axes[i][j]
             ax.bar(range(len(gs)), [np.mean(g[metric]) for g in gs], color="tab:blue", alpha=0.6)
